@@ -1,0 +1,146 @@
+"""The Blenderbot encoder-decoder as a Keras model."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+import torch
+import torch.nn.functional as F
+
+from model.config import BlenderbotConfig
+from model.layers.kv_cache import KVCache
+from model.layers.primitives import Embedding, LayerNorm
+from model.layers.transformer_layers import DecoderLayer, EncoderLayer
+
+CrossKV = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+class BlenderbotBackbone(keras.Model):
+    """Shared token embedding, separate learned position tables (indexed from the past length, no
+    offset), the encoder and decoder stacks, and an lm head tied to the shared embedding plus
+    ``final_logits_bias``.
+
+    ``call`` is the teacher-forced Keras entry point. Generation uses the stages separately:
+    :meth:`encode` once per batch, :meth:`cross_kv` once per batch, then :meth:`decode` with a
+    :class:`KVCache` one position at a time.
+    """
+
+    def __init__(self, config: BlenderbotConfig, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        dtype = kwargs.get("dtype")
+        c = config
+        self.config = c
+        self.embed_scale = math.sqrt(c.d_model) if c.scale_embedding else 1.0
+        self.shared = Embedding(c.vocab_size, c.d_model, dtype=dtype, name="shared")
+        self.encoder_positions = Embedding(c.max_position_embeddings, c.d_model, dtype=dtype, name="enc_pos")
+        self.decoder_positions = Embedding(c.max_position_embeddings, c.d_model, dtype=dtype, name="dec_pos")
+        self.encoder_layers: list[EncoderLayer] = [
+            EncoderLayer(
+                c.d_model,
+                c.encoder_attention_heads,
+                c.encoder_ffn_dim,
+                pre_norm=c.pre_norm,
+                dtype=dtype,
+                name=f"encoder_layer_{i}",
+            )
+            for i in range(c.encoder_layers)
+        ]
+        self.decoder_layers: list[DecoderLayer] = [
+            DecoderLayer(
+                c.d_model,
+                c.decoder_attention_heads,
+                c.decoder_ffn_dim,
+                pre_norm=c.pre_norm,
+                dtype=dtype,
+                name=f"decoder_layer_{i}",
+            )
+            for i in range(c.decoder_layers)
+        ]
+        # Blenderbot: a final norm after each stack. BlenderbotSmall: a norm on the embeddings.
+        self.encoder_norm = LayerNorm(c.d_model, dtype=dtype, name="encoder_norm")
+        self.decoder_norm = LayerNorm(c.d_model, dtype=dtype, name="decoder_norm")
+        self.final_logits_bias = self.add_weight(
+            shape=(c.vocab_size,), initializer="zeros", name="final_logits_bias"
+        )
+        self.built = True
+
+    def quantize_int8(self) -> None:
+        """Int8 copies of every encoder and decoder projection (CPU); embeddings stay float."""
+        linears = [lin for enc in self.encoder_layers for lin in enc.linears()]
+        linears += [lin for dec in self.decoder_layers for lin in dec.linears()]
+        for linear in linears:
+            linear.quantize_int8()
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return self.shared.embeddings.value.dtype
+
+    @property
+    def torch_device(self) -> torch.device:
+        return self.shared.embeddings.value.device
+
+    def encode(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``input_ids: [B, S]``, ``mask``: bool ``[B, 1, 1, S]`` -> ``[B, S, D]``."""
+        steps = input_ids.shape[1]
+        positions = torch.arange(steps, device=input_ids.device)
+        h = self.shared.call(input_ids) * self.embed_scale + self.encoder_positions.call(positions)
+        if not self.config.pre_norm:
+            h = self.encoder_norm.call(h)  # layernorm_embedding
+        for layer in self.encoder_layers:
+            h = layer.call(h, mask)
+        if self.config.pre_norm:
+            h = self.encoder_norm.call(h)  # final layer_norm
+        return h
+
+    def cross_kv(self, encoded: torch.Tensor) -> CrossKV:
+        """Cross-attention keys and values of every decoder layer, ``[B, H, S, Dh]`` each."""
+        return [layer.encoder_attn.project_kv(encoded) for layer in self.decoder_layers]
+
+    def decode(
+        self,
+        ids: torch.Tensor,
+        *,
+        start: int,
+        cross_kv: CrossKV,
+        cross_mask: torch.Tensor,
+        cache: KVCache | None,
+    ) -> torch.Tensor:
+        """``ids: [B, T]`` at decoder positions ``start .. start+T`` -> hidden states ``[B, T, D]``."""
+        steps = ids.shape[1]
+        positions = torch.arange(start, start + steps, device=ids.device)
+        h = self.shared.call(ids) * self.embed_scale
+        if not self.config.pre_norm:
+            h = self.decoder_norm.call(h)  # layernorm_embedding, applied before adding positions
+        h = h + self.decoder_positions.call(positions)
+        for i, layer in enumerate(self.decoder_layers):
+            h = layer.call(h, cross_kv=cross_kv[i], cross_mask=cross_mask, cache=cache, layer=i)
+        if cache is not None:
+            cache.advance(steps)
+        if self.config.pre_norm:
+            h = self.decoder_norm.call(h)
+        return h
+
+    def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``hidden: [..., D]`` -> logits ``[..., V]`` in float32."""
+        logits = F.linear(hidden, self.shared.embeddings.value, self.final_logits_bias.value)
+        return logits.float()
+
+    def call(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Teacher-forced logits ``[B, T, V]``.
+
+        ``inputs`` holds ``input_ids``, ``attention_mask`` and ``decoder_input_ids``.
+        """
+        input_ids = inputs["input_ids"]
+        mask = encoder_mask(inputs["attention_mask"])
+        encoded = self.encode(input_ids, mask)
+        hidden = self.decode(
+            inputs["decoder_input_ids"], start=0, cross_kv=self.cross_kv(encoded), cross_mask=mask, cache=None
+        )
+        return self.lm_logits(hidden)
+
+
+def encoder_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """``[B, S]`` of 0/1 -> bool ``[B, 1, 1, S]`` for attention over encoder positions."""
+    return attention_mask.bool()[:, None, None, :]

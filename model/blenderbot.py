@@ -1,0 +1,133 @@
+"""A loaded Blenderbot: tokenizer, Keras backbone and generation behind one small surface."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+import torch
+
+from model.backbone import BlenderbotBackbone, encoder_mask
+from model.config import BlenderbotConfig
+from model.convert import load_weights
+from model.generation import generate
+from model.settings import GenerationSettings, Hypothesis
+from model.tokenizer import BlenderbotTokenizer
+
+logger = logging.getLogger(__name__)
+
+DTYPES = ("float32", "bfloat16", "float16", "int8")
+
+
+def pick_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device is cuda but torch sees no CUDA GPU (is the CUDA build of torch installed?)")
+    return device
+
+
+class Blenderbot:
+    """Build it with :func:`model.load`. Build and use it in one thread: Keras keeps its dtype
+    policy per thread and torch its grad mode per thread."""
+
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        device: str = "auto",
+        dtype: str = "float32",
+    ) -> None:
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        self.folder = folder
+        self.device = pick_device(device)
+        if dtype == "int8" and self.device != "cpu":
+            raise ValueError(
+                "dtype int8 (dynamic quantisation) runs on the CPU; use bfloat16 or float16 on a GPU"
+            )
+        self.dtype = dtype
+        self.config = BlenderbotConfig.from_folder(folder)
+        self.tokenizer = BlenderbotTokenizer.from_folder(folder, self.config)
+        self.default_settings = GenerationSettings.from_checkpoint(folder)
+        with keras.device(self.device):
+            keras_dtype = "float32" if dtype == "int8" else dtype
+            self.backbone = BlenderbotBackbone(self.config, dtype=keras_dtype, name="blenderbot")
+            load_weights(self.backbone, folder)
+            if dtype == "int8":
+                self.backbone.quantize_int8()
+        logger.info(
+            "model %s ready on %s (%s): %d decoder layers, d_model %d, context %d tokens",
+            folder.name,
+            self.device,
+            dtype,
+            self.config.decoder_layers,
+            self.config.d_model,
+            self.max_positions,
+        )
+
+    @property
+    def max_positions(self) -> int:
+        """The longest encoder input (and decoder output) the position tables allow."""
+        return self.config.max_position_embeddings
+
+    def _tensor(self, rows: Sequence[Sequence[int]] | np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(rows), dtype=torch.long, device=self.backbone.torch_device)
+
+    def logits(
+        self,
+        input_ids: Sequence[Sequence[int]] | np.ndarray,
+        decoder_input_ids: Sequence[Sequence[int]] | np.ndarray,
+        attention_mask: Sequence[Sequence[int]] | np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Teacher-forced logits, float32 ``[batch, target_len, vocab]``."""
+        ids = self._tensor(input_ids)
+        mask = torch.ones_like(ids) if attention_mask is None else self._tensor(attention_mask)
+        with torch.inference_mode():
+            out = self.backbone.call(
+                {
+                    "input_ids": ids,
+                    "attention_mask": mask,
+                    "decoder_input_ids": self._tensor(decoder_input_ids),
+                }
+            )
+        return out.cpu().numpy()
+
+    def encode_only(self, input_ids: Sequence[Sequence[int]]) -> np.ndarray:
+        """Encoder output for one unpadded batch (diagnostics and tests)."""
+        ids = self._tensor(input_ids)
+        with torch.inference_mode():
+            return self.backbone.encode(ids, encoder_mask(torch.ones_like(ids))).float().cpu().numpy()
+
+    def generate(
+        self,
+        inputs: Sequence[Sequence[int]],
+        settings: GenerationSettings | None = None,
+        *,
+        use_cache: bool = True,
+    ) -> list[list[Hypothesis]]:
+        """For each input id list, its hypotheses best first (``settings.num_return`` of them)."""
+        settings = settings or self.default_settings
+        rows = [list(x) for x in inputs]
+        if not rows:
+            return []
+        for i, row in enumerate(rows):
+            if not row:
+                raise ValueError(f"input {i} is empty")
+            if len(row) > self.max_positions:
+                raise ValueError(
+                    f"input {i} has {len(row)} tokens; the model takes at most {self.max_positions}"
+                )
+        if settings.max_length > self.max_positions:
+            settings = settings.with_overrides(max_length=self.max_positions)
+        with torch.inference_mode():
+            ranked = generate(self.backbone, rows, settings, use_cache=use_cache)
+        return [
+            [Hypothesis(tokens=ids, text=self.tokenizer.decode(ids), score=score) for ids, score in hyps]
+            for hyps in ranked
+        ]

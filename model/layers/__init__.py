@@ -1,0 +1,1 @@
+"""Keras layers of the Blenderbot port, one concept per module."""

@@ -1,0 +1,74 @@
+"""A preallocated key/value cache for decoder self-attention."""
+
+from __future__ import annotations
+
+import torch
+
+from model.errors import CacheContractError
+
+
+class KVCache:
+    """Keys and values of every decoder layer for one generate call, allocated once.
+
+    Contract (checked at runtime, violations raise :class:`CacheContractError`):
+
+    * ``keys`` and ``values`` have shape ``[layers, batch, heads, capacity, head_dim]`` and are
+      never reallocated or concatenated; ``capacity`` is the longest decoder sequence.
+    * Positions ``[0, length)`` hold valid entries. A decoder pass over ``T`` new positions calls
+      :meth:`update` once per layer, each writing ``[length, length + T)`` and reading
+      ``[0, length + T)``, then calls :meth:`advance` with ``T`` exactly once.
+    * ``T > 1`` is only allowed while the cache is empty (a prefill), so a causal mask over the
+      new block is the whole mask.
+    * :meth:`reorder` permutes batch rows (beam search) over the valid positions.
+    """
+
+    def __init__(
+        self,
+        *,
+        layers: int,
+        batch: int,
+        heads: int,
+        head_dim: int,
+        capacity: int,
+        dtype: torch.dtype,
+        device: torch.device,
+    ) -> None:
+        shape = (layers, batch, heads, capacity, head_dim)
+        self.keys = torch.empty(shape, dtype=dtype, device=device)
+        self.values = torch.empty(shape, dtype=dtype, device=device)
+        self.capacity = capacity
+        self.length = 0
+        self._written = [False] * layers
+
+    @property
+    def batch(self) -> int:
+        return int(self.keys.shape[1])
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store ``k, v: [batch, heads, T, head_dim]`` at the next positions; return all valid ones."""
+        steps = k.shape[2]
+        end = self.length + steps
+        if end > self.capacity:
+            raise CacheContractError(f"cache holds {self.capacity} positions, write would end at {end}")
+        if steps > 1 and self.length > 0:
+            raise CacheContractError("a multi-position write is only allowed into an empty cache")
+        if k.shape[0] != self.batch or k.shape != v.shape:
+            raise CacheContractError(f"cache batch is {self.batch}, got keys {tuple(k.shape)}")
+        if self._written[layer]:
+            raise CacheContractError(f"layer {layer} written twice before advance()")
+        self._written[layer] = True
+        self.keys[layer, :, :, self.length : end] = k
+        self.values[layer, :, :, self.length : end] = v
+        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+
+    def advance(self, steps: int) -> None:
+        if not all(self._written):
+            raise CacheContractError("advance() before every layer wrote its step")
+        self.length += steps
+        self._written = [False] * len(self._written)
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Make row ``i`` a copy of row ``rows[i]`` (``rows: [batch]``)."""
+        n = self.length
+        self.keys[:, :, :, :n] = self.keys[:, :, :, :n].index_select(1, rows)
+        self.values[:, :, :, :n] = self.values[:, :, :, :n].index_select(1, rows)

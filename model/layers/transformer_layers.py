@@ -1,0 +1,86 @@
+"""Encoder and decoder layers, in Blenderbot's pre-LayerNorm or BlenderbotSmall's post-LayerNorm layout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import torch
+import torch.nn.functional as F
+
+from model.layers.attention import CachedMultiHeadAttention
+from model.layers.kv_cache import KVCache
+from model.layers.primitives import LayerNorm, Linear
+
+
+class FeedForward(keras.layers.Layer):
+    """``fc2(gelu(fc1(x)))`` with the exact (erf) GELU."""
+
+    def __init__(self, d_model: int, ffn_dim: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        dtype = kwargs.get("dtype")
+        self.fc1 = Linear(d_model, ffn_dim, dtype=dtype, name="fc1")
+        self.fc2 = Linear(ffn_dim, d_model, dtype=dtype, name="fc2")
+        self.built = True
+
+    def call(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2.call(F.gelu(self.fc1.call(x)))
+
+
+class EncoderLayer(keras.layers.Layer):
+    def __init__(self, d_model: int, heads: int, ffn_dim: int, *, pre_norm: bool, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        dtype = kwargs.get("dtype")
+        self.pre_norm = pre_norm
+        self.self_attn = CachedMultiHeadAttention(d_model, heads, dtype=dtype, name="self_attn")
+        self.self_attn_layer_norm = LayerNorm(d_model, dtype=dtype, name="self_attn_layer_norm")
+        self.ffn = FeedForward(d_model, ffn_dim, dtype=dtype, name="ffn")
+        self.final_layer_norm = LayerNorm(d_model, dtype=dtype, name="final_layer_norm")
+        self.built = True
+
+    def linears(self) -> list[Linear]:
+        return [*self.self_attn.linears(), self.ffn.fc1, self.ffn.fc2]
+
+    def call(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``h: [B, S, D]``, ``mask``: bool ``[B, 1, 1, S]``."""
+        if self.pre_norm:
+            h = h + self.self_attn.call(self.self_attn_layer_norm.call(h), mask=mask)
+            return h + self.ffn.call(self.final_layer_norm.call(h))
+        h = self.self_attn_layer_norm.call(h + self.self_attn.call(h, mask=mask))
+        return self.final_layer_norm.call(h + self.ffn.call(h))
+
+
+class DecoderLayer(keras.layers.Layer):
+    def __init__(self, d_model: int, heads: int, ffn_dim: int, *, pre_norm: bool, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        dtype = kwargs.get("dtype")
+        self.pre_norm = pre_norm
+        self.self_attn = CachedMultiHeadAttention(d_model, heads, dtype=dtype, name="self_attn")
+        self.self_attn_layer_norm = LayerNorm(d_model, dtype=dtype, name="self_attn_layer_norm")
+        self.encoder_attn = CachedMultiHeadAttention(d_model, heads, dtype=dtype, name="encoder_attn")
+        self.encoder_attn_layer_norm = LayerNorm(d_model, dtype=dtype, name="encoder_attn_layer_norm")
+        self.ffn = FeedForward(d_model, ffn_dim, dtype=dtype, name="ffn")
+        self.final_layer_norm = LayerNorm(d_model, dtype=dtype, name="final_layer_norm")
+        self.built = True
+
+    def linears(self) -> list[Linear]:
+        return [*self.self_attn.linears(), *self.encoder_attn.linears(), self.ffn.fc1, self.ffn.fc2]
+
+    def call(
+        self,
+        h: torch.Tensor,
+        *,
+        cross_kv: tuple[torch.Tensor, torch.Tensor],
+        cross_mask: torch.Tensor,
+        cache: KVCache | None,
+        layer: int,
+    ) -> torch.Tensor:
+        """``h: [B, T, D]``; ``cross_kv``: encoder keys/values ``[B, H, S, Dh]``."""
+        self_kw: dict[str, Any] = {"causal": True, "cache": cache, "layer": layer}
+        if self.pre_norm:
+            h = h + self.self_attn.call(self.self_attn_layer_norm.call(h), **self_kw)
+            h = h + self.encoder_attn.call(self.encoder_attn_layer_norm.call(h), kv=cross_kv, mask=cross_mask)
+            return h + self.ffn.call(self.final_layer_norm.call(h))
+        h = self.self_attn_layer_norm.call(h + self.self_attn.call(h, **self_kw))
+        h = self.encoder_attn_layer_norm.call(h + self.encoder_attn.call(h, kv=cross_kv, mask=cross_mask))
+        return self.final_layer_norm.call(h + self.ffn.call(h))

@@ -1,0 +1,124 @@
+"""Blenderbot tokenizers built with the ``tokenizers`` library from a checkpoint folder.
+
+* Blenderbot: byte-level BPE with a prefix space. Read from tokenizer.json when the checkpoint
+  has one (its post-processor, if any, applies), else from vocab.json + merges.txt with none, as
+  transformers does. Callers that need the end token (the context builder) append ``eos_id``.
+* BlenderbotSmall: the lowercase subword-nmt BPE of ParlAI (``@@`` marks a piece that does not
+  end a word). Its vocabulary is rewritten for the ``tokenizers`` BPE model: ``abc@@`` becomes
+  ``abc`` and a word-final ``abc`` becomes ``abc</w>``, so ids are unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers
+from tokenizers.models import BPE
+
+from model.config import BlenderbotConfig, read_json
+from model.errors import CheckpointError
+
+_SMALL_SPECIALS = ("__start__", "__end__", "__unk__", "__null__", "__newln__")
+_BYTE_LEVEL_SPECIALS = ("<s>", "</s>", "<pad>", "<unk>", "<mask>")
+
+
+class BlenderbotTokenizer:
+    """Text <-> ids for one checkpoint. ``special_ids`` are dropped by ``decode``."""
+
+    def __init__(self, backend: Tokenizer, *, eos_id: int, pad_id: int, small: bool) -> None:
+        self._backend = backend
+        self.eos_id = eos_id
+        self.pad_id = pad_id
+        self.small = small
+        self.special_ids = frozenset(
+            i
+            for tok in (_SMALL_SPECIALS if small else _BYTE_LEVEL_SPECIALS)
+            if (i := backend.token_to_id(tok)) is not None and tok != "__newln__"
+        )
+
+    def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
+        """Token ids of ``text``, post-processed like transformers' tokenizer when ``add_special_tokens``."""
+        return list(self._backend.encode(text, add_special_tokens=add_special_tokens).ids)
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """Ids of each text without special tokens (for building contexts turn by turn)."""
+        return [list(e.ids) for e in self._backend.encode_batch(texts, add_special_tokens=False)]
+
+    def decode(self, ids: list[int] | tuple[int, ...], *, skip_special_tokens: bool = True) -> str:
+        keep = [i for i in ids if not (skip_special_tokens and i in self.special_ids)]
+        text = self._backend.decode(keep, skip_special_tokens=False)
+        if self.small:
+            text = text.replace("__newln__", "\n").replace(" \n ", "\n")
+        return text.strip()
+
+    @classmethod
+    def from_folder(cls, folder: Path, config: BlenderbotConfig) -> BlenderbotTokenizer:
+        small = config.variant == "blenderbot_small"
+        backend = _small_backend(folder) if small else _byte_level_backend(folder)
+        if backend.get_vocab_size(with_added_tokens=True) > config.vocab_size:
+            raise CheckpointError(
+                f"{folder}: the tokenizer has {backend.get_vocab_size()} tokens, "
+                f"the model only {config.vocab_size}"
+            )
+        return cls(backend, eos_id=config.eos_token_id, pad_id=config.pad_token_id, small=small)
+
+
+def _read_vocab_merges(folder: Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    vocab_path, merges_path = folder / "vocab.json", folder / "merges.txt"
+    if not vocab_path.exists() or not merges_path.exists():
+        raise CheckpointError(f"{folder} has no tokenizer.json and no vocab.json + merges.txt")
+    vocab = {str(k): int(v) for k, v in read_json(vocab_path).items()}
+    try:
+        lines = merges_path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{merges_path} cannot be read: {exc}") from None
+    merges: list[tuple[str, str]] = []
+    for line in lines:
+        parts = line.split()
+        if line.startswith("#version") or len(parts) != 2:
+            continue
+        merges.append((parts[0], parts[1]))
+    return vocab, merges
+
+
+def _byte_level_backend(folder: Path) -> Tokenizer:
+    tokenizer_json = folder / "tokenizer.json"
+    if tokenizer_json.exists():
+        try:
+            return Tokenizer.from_file(str(tokenizer_json))
+        except Exception as exc:  # tokenizers raises a bare Exception for bad files
+            raise CheckpointError(f"{tokenizer_json} cannot be read: {exc}") from None
+    vocab, merges = _read_vocab_merges(folder)
+    backend = Tokenizer(BPE(vocab=vocab, merges=merges, fuse_unk=False, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    backend.decoder = decoders.ByteLevel()
+    backend.add_special_tokens([AddedToken(t, normalized=False) for t in _BYTE_LEVEL_SPECIALS if t in vocab])
+    return backend
+
+
+def _small_backend(folder: Path) -> Tokenizer:
+    vocab, merges = _read_vocab_merges(folder)
+    renamed: dict[str, int] = {}
+    for token, index in vocab.items():
+        if token in _SMALL_SPECIALS:
+            renamed[token] = index
+        elif token.endswith("@@"):
+            renamed[token[:-2]] = index
+        else:
+            renamed[token + "</w>"] = index
+    unk = "__unk__" if "__unk__" in vocab else None
+    backend = Tokenizer(BPE(vocab=renamed, merges=merges, unk_token=unk, end_of_word_suffix="</w>"))
+    # ParlAI's rules: a newline becomes __newln__, ".,!?()" start a new piece, "'" stands alone.
+    backend.normalizer = normalizers.Sequence(
+        [normalizers.Replace("\n", " __newln__ "), normalizers.Lowercase()]
+    )
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.WhitespaceSplit(),
+            pre_tokenizers.Split(Regex(r"[.,!?()]"), behavior="merged_with_next"),
+            pre_tokenizers.Split("'", behavior="isolated"),
+        ]
+    )
+    backend.decoder = decoders.BPEDecoder(suffix="</w>")
+    backend.add_special_tokens([AddedToken(t, normalized=True) for t in _SMALL_SPECIALS if t in vocab])
+    return backend

@@ -1,0 +1,149 @@
+"""Tiny Blenderbot and BlenderbotSmall checkpoints, built by the tests themselves.
+
+Random transformers models with small, odd configs saved with ``save_pretrained``, plus
+tokenizers trained with the ``tokenizers`` library on a few sentences.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CORPUS = [
+    "Hello, how are you doing today?",
+    "I am doing well, thank you. I just got back from the park with my dog.",
+    "Do you have any pets? I love dogs and cats.",
+    "What do you like to do for fun? I enjoy reading books and hiking.",
+    "My favourite food is pizza, but I also like sushi.",
+    "The weather is nice today, it's sunny and warm.",
+    "I work as a teacher at a school near my house.",
+    "Where are you from? I'm from a small town in the mountains.",
+    "That sounds great! I have never been there before.",
+    "Music is my passion, I play the guitar and the piano.",
+]
+
+SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "<mask>"]  # ids 0..4: pad, bos/start, eos, unk, mask
+
+
+def _odd_config(vocab_size: int, **overrides: object) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "vocab_size": vocab_size,
+        "d_model": 24,
+        "encoder_layers": 2,
+        "decoder_layers": 3,
+        "encoder_attention_heads": 3,
+        "decoder_attention_heads": 3,
+        "encoder_ffn_dim": 40,
+        "decoder_ffn_dim": 44,
+        "max_position_embeddings": 64,
+        "scale_embedding": True,
+        "pad_token_id": 0,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "decoder_start_token_id": 1,
+        "forced_eos_token_id": 2,
+        "init_std": 0.3,
+        "dropout": 0.0,
+        "attention_dropout": 0.0,
+        "activation_dropout": 0.0,
+    }
+    base.update(overrides)
+    return base
+
+
+def _randomise(model: torch.nn.Module, seed: int) -> None:
+    """Large random weights, so that logits are far apart and argmax is stable across float orderings."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "layer_norm" in name or "layernorm" in name:
+                p.copy_(
+                    1.0 + 0.2 * torch.randn(p.shape, generator=gen)
+                    if name.endswith("weight")
+                    else 0.2 * torch.randn(p.shape, generator=gen)
+                )
+            else:
+                p.copy_(0.3 * torch.randn(p.shape, generator=gen))
+        bias = getattr(model, "final_logits_bias", None)
+        if bias is not None:
+            bias.copy_(0.5 * torch.randn(bias.shape, generator=gen))
+
+
+def build_blenderbot(
+    folder: Path,
+    *,
+    seed: int = 0,
+    generation: dict[str, Any] | None = None,
+    shape: dict[str, Any] | None = None,
+) -> Path:
+    """A byte-level BPE Blenderbot checkpoint (pre-LayerNorm), saved like the hub's."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import BlenderbotConfig, BlenderbotForConditionalGeneration, BlenderbotTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    bpe = ByteLevelBPETokenizer(add_prefix_space=True)
+    bpe.train_from_iterator(CORPUS, vocab_size=300, min_frequency=1, special_tokens=SPECIALS)
+    bpe.save_model(str(folder))
+    vocab = json.loads((folder / "vocab.json").read_text())
+    merges = [tuple(line.split()) for line in (folder / "merges.txt").read_text().splitlines()[1:] if line]
+    hf_tok = BlenderbotTokenizer(vocab=vocab, merges=merges)
+    hf_tok.save_pretrained(str(folder))
+    config = BlenderbotConfig(**{**_odd_config(len(vocab)), **(shape or {})})
+    torch.manual_seed(seed)
+    model = BlenderbotForConditionalGeneration(config).eval()
+    if shape is None:
+        _randomise(model, seed)
+    model.save_pretrained(str(folder))
+    if generation is not None:
+        ids = {
+            "bos_token_id": 1,
+            "decoder_start_token_id": 1,
+            "eos_token_id": 2,
+            "pad_token_id": 0,
+            "forced_eos_token_id": 2,
+        }
+        (folder / "generation_config.json").write_text(json.dumps({**ids, **generation}))
+    return folder
+
+
+def build_blenderbot_small(folder: Path, *, seed: int = 1) -> Path:
+    """A BlenderbotSmall checkpoint (post-LayerNorm) with a ParlAI-style subword-nmt vocabulary."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import BlenderbotSmallConfig, BlenderbotSmallForConditionalGeneration
+
+    folder.mkdir(parents=True, exist_ok=True)
+    specials = ["__null__", "__start__", "__end__", "__unk__", "__newln__"]
+    trainer_tok = Tokenizer(models.BPE(unk_token="__unk__", end_of_word_suffix="</w>"))
+    trainer_tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split("'", behavior="isolated")]
+    )
+    words = [
+        s.lower().replace(".", " .").replace(",", " ,").replace("?", " ?").replace("!", " !") for s in CORPUS
+    ]
+    trainer = trainers.BpeTrainer(vocab_size=260, special_tokens=specials, end_of_word_suffix="</w>")
+    trainer_tok.train_from_iterator(words, trainer)
+    raw = json.loads(trainer_tok.to_str())["model"]
+    vocab: dict[str, int] = {}
+    for token, index in raw["vocab"].items():  # subword-nmt spelling: "ab@@" inside a word, "ab" at its end
+        if token in specials:
+            vocab[token] = index
+        elif token.endswith("</w>"):
+            vocab[token[: -len("</w>")]] = index
+        else:
+            vocab[token + "@@"] = index
+    merges = [m if isinstance(m, str) else " ".join(m) for m in raw["merges"]]
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    config = BlenderbotSmallConfig(
+        **_odd_config(
+            max(vocab.values()) + 1, d_model=30, encoder_attention_heads=5, decoder_attention_heads=5
+        )
+    )
+    torch.manual_seed(seed)
+    model = BlenderbotSmallForConditionalGeneration(config).eval()
+    _randomise(model, seed)
+    model.save_pretrained(str(folder))
+    return folder

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pytest
+
+from tests.checkpoints import build_blenderbot, build_blenderbot_small
+
+
+@pytest.fixture(scope="session")
+def blenderbot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_blenderbot(tmp_path_factory.mktemp("blenderbot"))
+
+
+@pytest.fixture(scope="session")
+def blenderbot_small_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_blenderbot_small(tmp_path_factory.mktemp("blenderbot_small"))
+
+
+@pytest.fixture(scope="session", params=["blenderbot", "blenderbot_small"])
+def checkpoint_dir(request: pytest.FixtureRequest, blenderbot_dir: Path, blenderbot_small_dir: Path) -> Path:
+    return blenderbot_dir if request.param == "blenderbot" else blenderbot_small_dir
