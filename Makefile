@@ -1,0 +1,39 @@
+# Two entry points: `make chat` (set up, download the default model, talk) and `make test`
+# (format check, lint, types, tests). CI runs `make test` through .ci/run.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is installed first and pinned: on Linux with an NVIDIA GPU this is the CUDA build from
+# PyPI; on the CI machines the CPU build of the same version comes from a local wheel.
+TORCH ?= torch==2.13.0
+
+.PHONY: chat test check install install-dev bench
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+chat: $(VENV)/.installed
+	$(BIN)/python -m bot chat
+
+check: $(VENV)/.installed-dev
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy .
+	$(BIN)/python -m pytest
+
+test: check
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/model_bench.py

@@ -1,0 +1,97 @@
+"""``python -m bot``: the console chat (default), the daemon, or an ahead-of-time download."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from bot.config import Config, ConfigError, load_config
+
+logger = logging.getLogger("bot")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bot", description="blenderd, a self-hosted Blenderbot.")
+    parser.add_argument("--config", type=Path, default=None, help="config file (default: ./config.yaml)")
+    sub = parser.add_subparsers(dest="command", metavar="{chat,run,download}")
+    sub.add_parser("chat", help="talk to the bot in this terminal, or pipe lines in (default)")
+    sub.add_parser("run", help="run the daemon with every adapter enabled in the config")
+    sub.add_parser("download", help="download the model weights ahead of time, then exit")
+    return parser
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    for noisy in ("httpx", "httpcore", "urllib3", "filelock", "alembic"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+async def _chat(config: Config) -> None:
+    from adapters.console import run_console
+    from bot.app import App
+
+    app = App(config)
+    await app.start()
+    try:
+        await run_console(app.core, user=config.console.user)
+    finally:
+        await app.stop()
+
+
+async def _run(config: Config) -> None:
+    raise ConfigError(
+        "no platform adapter is available in this version yet; use `python -m bot chat` for the console chat"
+    )
+
+
+def _download(config: Config) -> None:
+    from model import resolve
+
+    folder = resolve(config.model.source, config.data_dir, download=True)
+    logger.info("model %s is ready in %s", config.model.source, folder)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    setup_logging("INFO")
+    try:
+        config = load_config(args.config)
+        setup_logging(config.logging.level)
+        command = args.command or "chat"
+        if command == "download":
+            _download(config)
+        elif command == "run":
+            asyncio.run(_run(config))
+        else:
+            asyncio.run(_chat(config))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if not _is_user_error(exc):
+            raise
+        logger.error("%s", exc)
+        return 2
+    return 0
+
+
+def _is_user_error(exc: Exception) -> bool:
+    from memory import MemoryStoreError
+    from model import ModelError
+
+    return isinstance(exc, ConfigError | MemoryStoreError | ModelError | ValueError | OSError)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Wiring: open the database, start the model worker, and build the core, for every command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from bot.config import Config
+from bot.core import ChatCore
+from bot.worker import Generator, ModelWorker
+from memory import MemoryStore
+
+logger = logging.getLogger(__name__)
+
+RETENTION_EVERY_SECONDS = 3600.0
+
+
+def load_model(config: Config) -> Generator:
+    """Resolve (download if needed) and build the model. Runs in the worker thread."""
+    import model
+
+    m = config.model
+    return model.load(m.source, device=m.device, dtype=m.dtype, data_dir=config.data_dir)
+
+
+class App:
+    """The running parts of blenderd, started and stopped in order."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._memory: MemoryStore | None = None
+        self._worker: ModelWorker | None = None
+        self._core: ChatCore | None = None
+        self._retention: asyncio.Task[None] | None = None
+
+    @property
+    def core(self) -> ChatCore:
+        if self._core is None:
+            raise RuntimeError("the app has not started")
+        return self._core
+
+    async def start(self) -> None:
+        c = self.config
+        Path(c.data_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._memory = await MemoryStore.open(c.database_url())
+        try:
+            self._worker = ModelWorker(
+                lambda: load_model(c),
+                max_batch=c.worker.max_batch,
+                max_wait=c.worker.max_wait_ms / 1000.0,
+                queue_size=c.worker.queue_size,
+                overrides=c.model.generation.overrides(),
+                candidates=c.model.candidates,
+            )
+            await self._worker.start()
+        except BaseException:
+            await self._memory.close()
+            raise
+        self._core = ChatCore(c, self._memory, self._worker)
+        if c.database.retention_days is not None:
+            self._retention = asyncio.create_task(self._retain(c.database.retention_days))
+
+    async def _retain(self, days: int) -> None:
+        assert self._memory is not None
+        while True:
+            deleted = await self._memory.purge_older_than(days)
+            if deleted:
+                logger.info("retention: deleted %d turns older than %d days", deleted, days)
+            await asyncio.sleep(RETENTION_EVERY_SECONDS)
+
+    async def stop(self) -> None:
+        if self._retention is not None:
+            self._retention.cancel()
+        if self._worker is not None:
+            await self._worker.stop()
+        if self._memory is not None:
+            await self._memory.close()

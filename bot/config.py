@@ -1,0 +1,160 @@
+"""config.yaml, validated once at start into a frozen object that is passed down.
+
+Secrets never live in the file: each comes from an environment variable or from a file named
+by ``<VARIABLE>_FILE`` (Docker secrets). A bad file stops the start with one line naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_CONFIG = Path("config.yaml")
+
+
+class ConfigError(Exception):
+    """The configuration is missing, unreadable or invalid; the message is one line."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GenerationConfig(_Section):
+    """Overrides of the checkpoint's own generation defaults; unset keys keep the checkpoint's."""
+
+    num_beams: int | None = Field(default=None, ge=1)
+    min_length: int | None = Field(default=None, ge=0)
+    max_length: int | None = Field(default=None, ge=2)
+    length_penalty: float | None = None
+    no_repeat_ngram_size: int | None = Field(default=None, ge=0)
+    encoder_no_repeat_ngram_size: int | None = Field(default=None, ge=0)
+    do_sample: bool | None = None
+    top_k: int | None = Field(default=None, ge=0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    temperature: float | None = Field(default=None, gt=0.0)
+    seed: int | None = None
+
+    def overrides(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class ModelConfig(_Section):
+    source: str = "facebook/blenderbot-400M-distill"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["float32", "bfloat16", "float16", "int8"] = "float32"
+    generation: GenerationConfig = GenerationConfig()
+    candidates: int = Field(default=3, ge=1, description="n-best replies kept for the safety check")
+    timeout_seconds: float = Field(default=60.0, gt=0)
+
+
+class DatabaseConfig(_Section):
+    url: str | None = None
+    retention_days: int | None = Field(default=None, ge=1)
+
+
+class WorkerConfig(_Section):
+    max_batch: int = Field(default=8, ge=1, le=64)
+    max_wait_ms: float = Field(default=15.0, ge=0, le=1000)
+    queue_size: int = Field(default=64, ge=1)
+
+
+class RateLimitConfig(_Section):
+    messages: int = Field(default=20, ge=1)
+    per_seconds: float = Field(default=60.0, gt=0)
+
+
+class LoggingConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    message_text: bool = False
+
+
+class ConsoleConfig(_Section):
+    user: str = "local"
+
+
+class Config(_Section):
+    data_dir: Path = Path("data")
+    model: ModelConfig = ModelConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    persona: tuple[str, ...] = ()
+    worker: WorkerConfig = WorkerConfig()
+    rate_limit: RateLimitConfig = RateLimitConfig()
+    logging: LoggingConfig = LoggingConfig()
+    console: ConsoleConfig = ConsoleConfig()
+
+    @field_validator("persona")
+    @classmethod
+    def _persona_lines(cls, lines: tuple[str, ...]) -> tuple[str, ...]:
+        for line in lines:
+            if not line.strip():
+                raise ValueError("persona lines must not be empty")
+        return tuple(line.strip() for line in lines)
+
+    def database_url(self) -> str:
+        from memory.store import default_url
+
+        return secret("BLENDERD_DATABASE_URL") or self.database.url or default_url(self.data_dir)
+
+
+def secret(name: str) -> str | None:
+    """The value of environment variable ``name``, or the contents of the file ``name_FILE`` names."""
+    value = os.environ.get(name)
+    if value:
+        return value.strip()
+    path = os.environ.get(f"{name}_FILE")
+    if not path:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8").strip() or None
+    except OSError as exc:
+        raise ConfigError(f"{name}_FILE points at {path}, which cannot be read: {exc.strerror}") from None
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{where}: unknown key (check the spelling against config.yaml's comments)"
+    if kind == "missing":
+        return f"{where}: required value is missing"
+    return f"{where}: {error['msg']} (got {error.get('input')!r})"
+
+
+def parse_config(raw: Any, *, source: str = "config.yaml") -> Config:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of settings")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        errors = exc.errors()
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigError(f"{source}: {_describe(errors[0])}{more}") from None
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Read and validate the config file. A missing default file means all defaults."""
+    explicit = path is not None
+    path = path or DEFAULT_CONFIG
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"config file {path} does not exist") from None
+        return Config()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+    return parse_config(raw, source=str(path))

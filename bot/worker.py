@@ -1,0 +1,248 @@
+"""The model worker: one thread owns the model, builds it, and generates for batches of requests.
+
+Keras keeps its dtype policy per thread and torch its grad mode per thread, so the model is
+built and run only in this thread. The event loop submits requests and awaits futures; it never
+blocks on the model. Requests that arrive together (from different conversations) are generated
+in one padded batch of up to ``max_batch``; the worker waits up to ``max_wait`` for a batch to
+fill only while more reserved requests are on their way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from model import GenerationSettings, Hypothesis
+
+logger = logging.getLogger(__name__)
+
+
+class Busy(Exception):
+    """The request queue is full; the caller should answer "busy" at once."""
+
+
+class WorkerStopped(Exception):
+    """The worker is stopping or stopped and takes no new requests."""
+
+
+class Tokenizer(Protocol):
+    eos_id: int
+    small: bool
+
+    def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]: ...
+
+
+class Generator(Protocol):
+    """What the worker needs of a model; :class:`model.Blenderbot` is the product's one."""
+
+    @property
+    def tokenizer(self) -> Tokenizer: ...
+
+    @property
+    def default_settings(self) -> GenerationSettings: ...
+
+    @property
+    def max_positions(self) -> int: ...
+
+    def generate(
+        self, inputs: Sequence[Sequence[int]], settings: GenerationSettings | None = None
+    ) -> list[list[Hypothesis]]: ...
+
+
+@dataclass
+class _Request:
+    ids: list[int]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[list[Hypothesis]]
+
+
+@dataclass
+class WorkerStats:
+    batches: int = 0
+    requests: int = 0
+    batch_sizes: list[int] = field(default_factory=list)
+    last_seconds: float = 0.0
+
+
+def _deliver(future: asyncio.Future[list[Hypothesis]], result: list[Hypothesis] | BaseException) -> None:
+    if future.done():
+        return  # the caller timed out or was cancelled
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
+class ModelWorker:
+    def __init__(
+        self,
+        load: Callable[[], Generator],
+        *,
+        max_batch: int = 8,
+        max_wait: float = 0.015,
+        queue_size: int = 64,
+        overrides: dict[str, object] | None = None,
+        candidates: int = 1,
+        on_batch: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self._load = load
+        self.max_batch = max_batch
+        self.max_wait = max_wait
+        self.queue_size = queue_size
+        self._overrides = dict(overrides or {})
+        self._candidates = candidates
+        self._on_batch = on_batch
+        self._queue: queue.Queue[_Request | None] = queue.Queue()
+        self._reserved = 0
+        self._accepting = False
+        self._thread: threading.Thread | None = None
+        self._model: Generator | None = None
+        self.settings: GenerationSettings | None = None
+        self.stats = WorkerStats()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the thread and wait until it has built the model (raises what loading raised)."""
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        self._thread = threading.Thread(
+            target=self._run, args=(loop, ready), name="model-worker", daemon=True
+        )
+        self._thread.start()
+        await ready
+        self._accepting = True
+
+    async def stop(self) -> None:
+        """Take no new requests, let queued ones finish, and join the thread."""
+        self._accepting = False
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        await asyncio.to_thread(self._thread.join)
+        self._thread = None
+
+    @property
+    def ready(self) -> bool:
+        return self._accepting and self._model is not None
+
+    @property
+    def model(self) -> Generator:
+        if self._model is None:
+            raise RuntimeError("the model worker has not started")
+        return self._model
+
+    @property
+    def depth(self) -> int:
+        """Requests reserved and not yet answered (queued, being prepared or generating)."""
+        return self._reserved
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def reserve(self) -> None:
+        """Claim a place in the queue before preparing a request; raises Busy when full."""
+        if not self._accepting:
+            raise WorkerStopped("the model worker is not accepting requests")
+        if self._reserved >= self.queue_size:
+            raise Busy(f"{self._reserved} requests are waiting")
+        self._reserved += 1
+
+    def release(self) -> None:
+        self._reserved = max(0, self._reserved - 1)
+
+    async def generate(self, ids: list[int]) -> list[Hypothesis]:
+        """Generate for one context (after :meth:`reserve`); hypotheses best first."""
+        loop = asyncio.get_running_loop()
+        request = _Request(ids=ids, loop=loop, future=loop.create_future())
+        self._queue.put(request)
+        return await request.future
+
+    # -- the thread -------------------------------------------------------------------------
+
+    def _run(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[None]) -> None:
+        try:
+            self._model = self._load()
+            self.settings = self._settings(self._model)
+        except BaseException as exc:  # reported to start(), which raises it in the loop
+            loop.call_soon_threadsafe(_set_ready, ready, exc)
+            return
+        loop.call_soon_threadsafe(_set_ready, ready, None)
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch, stop = self._collect(first)
+            self._generate(batch)
+            if stop:
+                return
+
+    def _settings(self, generator: Generator) -> GenerationSettings:
+        settings = generator.default_settings.with_overrides(**self._overrides)
+        if settings.num_beams > 1:
+            keep = min(self._candidates, settings.num_beams)
+        else:
+            keep = self._candidates if settings.do_sample else 1
+        settings = settings.with_overrides(num_return=keep)
+        if settings.max_length > generator.max_positions:
+            settings = settings.with_overrides(max_length=generator.max_positions)
+        return settings
+
+    def _collect(self, first: _Request) -> tuple[list[_Request], bool]:
+        batch = [first]
+        deadline = time.monotonic() + self.max_wait
+        while len(batch) < self.max_batch:
+            try:
+                request = self._queue.get_nowait()
+            except queue.Empty:
+                remaining = deadline - time.monotonic()
+                # Wait only while more reserved requests are still being prepared.
+                if remaining <= 0 or self._reserved <= len(batch):
+                    break
+                try:
+                    request = self._queue.get(timeout=min(remaining, 0.002))
+                except queue.Empty:
+                    continue
+            if request is None:
+                return batch, True
+            batch.append(request)
+        return batch, False
+
+    def _generate(self, batch: list[_Request]) -> None:
+        live = [r for r in batch if not r.future.done()]
+        if not live:
+            return
+        assert self._model is not None and self.settings is not None
+        started = time.perf_counter()
+        try:
+            results: list[list[Hypothesis]] | None = self._model.generate(
+                [r.ids for r in live], self.settings
+            )
+            error: BaseException | None = None
+        except Exception as exc:
+            logger.exception("generation failed for a batch of %d", len(live))
+            results, error = None, exc
+        elapsed = time.perf_counter() - started
+        self.stats.batches += 1
+        self.stats.requests += len(live)
+        self.stats.batch_sizes.append(len(live))
+        self.stats.last_seconds = elapsed
+        if self._on_batch is not None:
+            self._on_batch(len(live), elapsed)
+        for i, request in enumerate(live):
+            outcome: list[Hypothesis] | BaseException = results[i] if results is not None else error  # type: ignore[assignment]
+            request.loop.call_soon_threadsafe(_deliver, request.future, outcome)
+
+
+def _set_ready(ready: asyncio.Future[None], error: BaseException | None) -> None:
+    if ready.done():
+        return
+    if error is None:
+        ready.set_result(None)
+    else:
+        ready.set_exception(error)

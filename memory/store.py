@@ -1,0 +1,254 @@
+"""The conversation store.
+
+Every method opens a short session and closes it before returning: a session is never held
+across an ``await`` on the network or the model. SQLite runs in WAL mode with
+``synchronous=NORMAL``, a busy timeout and ``BEGIN IMMEDIATE`` transactions, so concurrent
+writers queue instead of failing with "database is locked".
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import Connection, delete, event, func, select, text, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from memory.schema import Conversation, Turn
+
+logger = logging.getLogger(__name__)
+
+_MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+class MemoryStoreError(Exception):
+    """The database cannot be opened or migrated."""
+
+
+@dataclass(frozen=True)
+class ConversationKey:
+    platform: str
+    chat_id: str
+    user_id: str
+
+
+@dataclass(frozen=True)
+class StoredTurn:
+    role: str
+    text: str
+    created_at: datetime
+
+
+def default_url(data_dir: Path) -> str:
+    return f"sqlite+aiosqlite:///{data_dir / 'blenderd.sqlite3'}"
+
+
+def _prepare_sqlite_file(url: str) -> None:
+    """Create the data dir (0700) and the database file (0600) before SQLite does."""
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        return
+    path = Path(database)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the driver's own deferred BEGIN is disabled ...
+        cursor = dbapi_connection.cursor()
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000", "foreign_keys=ON"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")  # ... and replaced by a write-locking one
+
+
+def _upgrade(connection: Connection) -> None:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+class MemoryStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    async def open(cls, url: str) -> MemoryStore:
+        """Connect, apply migrations, and return a ready store."""
+        try:
+            backend = make_url(url).get_backend_name()
+        except Exception as exc:  # ArgumentError for a malformed URL
+            raise MemoryStoreError(f"database.url is not a valid database URL: {exc}") from None
+        if backend == "sqlite":
+            try:
+                _prepare_sqlite_file(url)
+            except OSError as exc:
+                raise MemoryStoreError(f"cannot create the database file: {exc}") from None
+        engine = create_async_engine(url, pool_pre_ping=backend != "sqlite")
+        if backend == "sqlite":
+            _configure_sqlite(engine)
+        try:
+            async with engine.begin() as connection:
+                await connection.run_sync(_upgrade)
+        except (SQLAlchemyError, OSError) as exc:
+            await engine.dispose()
+            where = make_url(url).render_as_string(hide_password=True)
+            raise MemoryStoreError(
+                f"cannot open the database {where}: {exc.__class__.__name__}: {exc}"
+            ) from None
+        logger.info("database ready (%s)", backend)
+        return cls(engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except (SQLAlchemyError, OSError):
+            return False
+        return True
+
+    async def _conversation_id(
+        self, session: AsyncSession, key: ConversationKey, *, create: bool
+    ) -> int | None:
+        query = select(Conversation.id).where(
+            Conversation.platform == key.platform,
+            Conversation.chat_id == key.chat_id,
+            Conversation.user_id == key.user_id,
+        )
+        found = await session.scalar(query)
+        if found is not None or not create:
+            return found
+        try:
+            async with session.begin_nested():
+                row = Conversation(platform=key.platform, chat_id=key.chat_id, user_id=key.user_id)
+                session.add(row)
+            return row.id
+        except IntegrityError:  # created concurrently by another process
+            return await session.scalar(query)
+
+    async def add_turn(self, key: ConversationKey, role: str, text_: str, *, blocked: bool = False) -> int:
+        async with self._sessions.begin() as session:
+            conversation_id = await self._conversation_id(session, key, create=True)
+            turn = Turn(
+                conversation_id=conversation_id, role=role, text=text_, blocked=blocked, excluded=False
+            )
+            session.add(turn)
+            await session.flush()
+            return turn.id
+
+    async def context_turns(self, key: ConversationKey, limit: int = 64) -> list[StoredTurn]:
+        """The newest ``limit`` turns that may enter a context (not reset, not blocked), oldest first."""
+        async with self._sessions() as session:
+            conversation_id = await self._conversation_id(session, key, create=False)
+            if conversation_id is None:
+                return []
+            rows = await session.execute(
+                select(Turn.role, Turn.text, Turn.created_at)
+                .where(
+                    Turn.conversation_id == conversation_id, Turn.excluded.is_(False), Turn.blocked.is_(False)
+                )
+                .order_by(Turn.id.desc())
+                .limit(limit)
+            )
+            return [StoredTurn(role, text_, created) for role, text_, created in reversed(rows.all())]
+
+    async def reset(self, key: ConversationKey) -> int:
+        """Exclude every earlier turn of this conversation from later contexts."""
+        async with self._sessions.begin() as session:
+            conversation_id = await self._conversation_id(session, key, create=False)
+            if conversation_id is None:
+                return 0
+            result = await session.execute(
+                update(Turn)
+                .where(Turn.conversation_id == conversation_id, Turn.excluded.is_(False))
+                .values(excluded=True)
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
+
+    async def forget(self, platform: str, user_id: str) -> int:
+        """Delete every conversation and turn of this person on this platform; return turns deleted."""
+        async with self._sessions.begin() as session:
+            ids = select(Conversation.id).where(
+                Conversation.platform == platform, Conversation.user_id == user_id
+            )
+            result = await session.execute(delete(Turn).where(Turn.conversation_id.in_(ids)))
+            await session.execute(
+                delete(Conversation).where(Conversation.platform == platform, Conversation.user_id == user_id)
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
+
+    async def export(self, platform: str, user_id: str) -> dict[str, Any]:
+        """Everything stored about this person on this platform, as JSON-ready data."""
+        async with self._sessions() as session:
+            conversations = (
+                await session.scalars(
+                    select(Conversation)
+                    .where(Conversation.platform == platform, Conversation.user_id == user_id)
+                    .order_by(Conversation.id)
+                )
+            ).all()
+            out = []
+            for conversation in conversations:
+                turns = (
+                    await session.scalars(
+                        select(Turn).where(Turn.conversation_id == conversation.id).order_by(Turn.id)
+                    )
+                ).all()
+                out.append(
+                    {
+                        "chat_id": conversation.chat_id,
+                        "started_at": _iso(conversation.created_at),
+                        "turns": [
+                            {
+                                "role": t.role,
+                                "text": t.text,
+                                "time": _iso(t.created_at),
+                                "reset": t.excluded,
+                                "blocked": t.blocked,
+                            }
+                            for t in turns
+                        ],
+                    }
+                )
+        return {
+            "platform": platform,
+            "user_id": user_id,
+            "exported_at": _iso(datetime.now(UTC)),
+            "conversations": out,
+        }
+
+    async def purge_older_than(self, days: int) -> int:
+        """Retention: delete turns older than ``days`` days; return how many."""
+        cutoff = datetime.now(UTC) - timedelta(days=days)
+        async with self._sessions.begin() as session:
+            result = await session.execute(delete(Turn).where(Turn.created_at < cutoff))
+            return int(getattr(result, "rowcount", 0) or 0)
+
+    async def count_turns(self) -> int:
+        async with self._sessions() as session:
+            return int(await session.scalar(select(func.count()).select_from(Turn)) or 0)
+
+
+def _iso(moment: datetime) -> str:
+    if moment.tzinfo is None:  # SQLite returns naive datetimes; they were stored as UTC
+        moment = moment.replace(tzinfo=UTC)
+    return moment.isoformat()

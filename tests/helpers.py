@@ -1,0 +1,55 @@
+"""Shared test setup: a Config pointing at a tiny checkpoint, and a model proxy that counts calls."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import model
+from bot.config import Config, parse_config
+from model import GenerationSettings, Hypothesis
+
+
+def tiny_config(data_dir: Path, checkpoint: Path, **sections: Any) -> Config:
+    raw: dict[str, Any] = {
+        "data_dir": str(data_dir),
+        "model": {
+            "source": str(checkpoint),
+            "device": "cpu",
+            "generation": {"num_beams": 1, "max_length": 12},
+        },
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+            raw[key] = {**raw[key], **value}
+        else:
+            raw[key] = value
+    return parse_config(raw)
+
+
+class CountingModel:
+    """The real model with a record of each generate call (and an optional delay per call)."""
+
+    def __init__(self, inner: model.Blenderbot, *, delay: float = 0.0) -> None:
+        self.inner = inner
+        self.tokenizer = inner.tokenizer
+        self.default_settings = inner.default_settings
+        self.delay = delay
+        self.calls: list[int] = []
+        self.thread_ids: set[int] = set()
+
+    @property
+    def max_positions(self) -> int:
+        return self.inner.max_positions
+
+    def generate(
+        self, inputs: Sequence[Sequence[int]], settings: GenerationSettings | None = None
+    ) -> list[list[Hypothesis]]:
+        self.calls.append(len(inputs))
+        self.thread_ids.add(threading.get_ident())
+        if self.delay:
+            time.sleep(self.delay)
+        return self.inner.generate(inputs, settings)

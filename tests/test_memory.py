@@ -1,0 +1,133 @@
+"""The store on SQLite and on PostgreSQL (BLENDERD_TEST_POSTGRES_URL, set by .ci/run)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text, update
+
+from memory import ConversationKey, MemoryStore, MemoryStoreError
+from memory.schema import Turn
+from memory.store import default_url
+
+POSTGRES_ENV = "BLENDERD_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MemoryStore]:
+    if request.param == "sqlite":
+        url = default_url(tmp_path / "data")
+    else:
+        url = os.environ.get(POSTGRES_ENV, "")
+        if not url:
+            pytest.skip(f"{POSTGRES_ENV} is not set, so no PostgreSQL server to test against")
+        cleaner = await MemoryStore.open(url)
+        async with cleaner.engine.begin() as conn:
+            await conn.execute(text("DROP TABLE IF EXISTS turns, conversations, alembic_version CASCADE"))
+        await cleaner.close()
+    s = await MemoryStore.open(url)
+    yield s
+    await s.close()
+
+
+DM = ConversationKey("telegram", "chat-1", "alice")
+GROUP = ConversationKey("telegram", "group-9", "alice")
+BOB = ConversationKey("telegram", "chat-2", "bob")
+
+
+async def test_turns_are_kept_per_conversation(store: MemoryStore) -> None:
+    await store.add_turn(DM, "user", "secret in a DM")
+    await store.add_turn(DM, "bot", "noted")
+    await store.add_turn(GROUP, "user", "hello group")
+    assert [t.text for t in await store.context_turns(DM)] == ["secret in a DM", "noted"]
+    assert [t.text for t in await store.context_turns(GROUP)] == ["hello group"]
+    assert [t.role for t in await store.context_turns(DM)] == ["user", "bot"]
+    assert await store.context_turns(BOB) == []
+
+
+async def test_context_turns_are_the_newest_in_order(store: MemoryStore) -> None:
+    for i in range(10):
+        await store.add_turn(DM, "user" if i % 2 == 0 else "bot", f"t{i}")
+    assert [t.text for t in await store.context_turns(DM, limit=3)] == ["t7", "t8", "t9"]
+
+
+async def test_reset_excludes_earlier_turns_but_keeps_them_for_export(store: MemoryStore) -> None:
+    await store.add_turn(DM, "user", "old")
+    assert await store.reset(DM) == 1
+    await store.add_turn(DM, "user", "new")
+    assert [t.text for t in await store.context_turns(DM)] == ["new"]
+    exported = await store.export("telegram", "alice")
+    assert [(t["text"], t["reset"]) for t in exported["conversations"][0]["turns"]] == [
+        ("old", True),
+        ("new", False),
+    ]
+
+
+async def test_blocked_turns_never_enter_a_context(store: MemoryStore) -> None:
+    await store.add_turn(DM, "user", "nasty", blocked=True)
+    await store.add_turn(DM, "user", "nice")
+    assert [t.text for t in await store.context_turns(DM)] == ["nice"]
+
+
+async def test_forget_deletes_only_this_person_on_this_platform(store: MemoryStore) -> None:
+    await store.add_turn(DM, "user", "a")
+    await store.add_turn(GROUP, "user", "b")
+    await store.add_turn(BOB, "user", "c")
+    await store.add_turn(ConversationKey("discord", "x", "alice"), "user", "d")
+    assert await store.forget("telegram", "alice") == 2
+    assert (await store.export("telegram", "alice"))["conversations"] == []
+    assert [t.text for t in await store.context_turns(BOB)] == ["c"]
+    assert len((await store.export("discord", "alice"))["conversations"]) == 1
+
+
+async def test_export_is_json(store: MemoryStore) -> None:
+    await store.add_turn(DM, "user", 'quotes " and émoji 🎉')
+    document = json.loads(json.dumps(await store.export("telegram", "alice")))
+    turn = document["conversations"][0]["turns"][0]
+    assert turn["text"] == 'quotes " and émoji 🎉'
+    assert datetime.fromisoformat(turn["time"]).tzinfo is not None
+
+
+async def test_retention_deletes_old_turns(store: MemoryStore) -> None:
+    await store.add_turn(DM, "user", "ancient")
+    await store.add_turn(DM, "user", "recent")
+    async with store.engine.begin() as conn:
+        old = datetime.now(UTC) - timedelta(days=40)
+        await conn.execute(update(Turn).where(Turn.text == "ancient").values(created_at=old))
+    assert await store.purge_older_than(30) == 1
+    assert [t.text for t in await store.context_turns(DM)] == ["recent"]
+
+
+async def test_concurrent_writers_do_not_fail(store: MemoryStore) -> None:
+    keys = [ConversationKey("web", f"c{i % 5}", f"u{i % 5}") for i in range(40)]
+    await asyncio.gather(*(store.add_turn(k, "user", f"m{i}") for i, k in enumerate(keys)))
+    assert await store.count_turns() == 40
+
+
+async def test_reopening_keeps_data_and_migrations_are_idempotent(tmp_path: Path) -> None:
+    url = default_url(tmp_path / "d")
+    first = await MemoryStore.open(url)
+    await first.add_turn(DM, "user", "persisted")
+    await first.close()
+    second = await MemoryStore.open(url)
+    assert [t.text for t in await second.context_turns(DM)] == ["persisted"]
+    async with second.engine.connect() as conn:
+        assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
+        assert (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0001"
+    await second.close()
+    mode = stat.S_IMODE((tmp_path / "d" / "blenderd.sqlite3").stat().st_mode)
+    assert mode == 0o600
+
+
+async def test_unreachable_database_is_a_clear_error() -> None:
+    with pytest.raises(MemoryStoreError, match="cannot open the database postgresql"):
+        await MemoryStore.open("postgresql+asyncpg://nobody:secret@127.0.0.1:9/none")
+    with pytest.raises(MemoryStoreError, match="not a valid database URL"):
+        await MemoryStore.open("not a url")
