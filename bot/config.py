@@ -78,6 +78,56 @@ class ConsoleConfig(_Section):
     user: str = "local"
 
 
+class PlatformConfig(_Section):
+    """Who the bot answers on a platform. Ids are strings (Telegram and Discord ids are numbers)."""
+
+    enabled: bool = False
+    proxy: str | None = Field(default=None, description="http://, https:// or socks5:// proxy URL")
+    # In groups the bot answers when mentioned, replied to, or addressed with this prefix.
+    command_prefix: str | None = None
+    # Chats/channels where it answers every message.
+    answer_all: tuple[str, ...] = ()
+    allow_users: tuple[str, ...] = ()
+    block_users: tuple[str, ...] = ()
+    allow_chats: tuple[str, ...] = ()
+    block_chats: tuple[str, ...] = ()
+
+    @field_validator("answer_all", "allow_users", "block_users", "allow_chats", "block_chats", mode="before")
+    @classmethod
+    def _ids_as_strings(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return tuple(str(v) for v in value)
+        return value
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://", "socks5://", "socks5h://")):
+            raise ValueError("must start with http://, https://, socks5:// or socks5h://")
+        return value
+
+
+class TelegramConfig(PlatformConfig):
+    # A self-hosted Bot API server: set its URL, ending in /bot (the token is appended).
+    api_base_url: str = "https://api.telegram.org/bot"
+    api_base_file_url: str = "https://api.telegram.org/file/bot"
+
+
+class DiscordConfig(PlatformConfig):
+    # Servers (guilds) allowed/blocked, in addition to the user and channel lists.
+    allow_guilds: tuple[str, ...] = ()
+    block_guilds: tuple[str, ...] = ()
+    # Register /help, /reset, /forget, /export as slash commands at start.
+    slash_commands: bool = True
+
+    @field_validator("allow_guilds", "block_guilds", mode="before")
+    @classmethod
+    def _guild_ids_as_strings(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return tuple(str(v) for v in value)
+        return value
+
+
 class Config(_Section):
     data_dir: Path = Path("data")
     model: ModelConfig = ModelConfig()
@@ -87,6 +137,8 @@ class Config(_Section):
     rate_limit: RateLimitConfig = RateLimitConfig()
     logging: LoggingConfig = LoggingConfig()
     console: ConsoleConfig = ConsoleConfig()
+    telegram: TelegramConfig = TelegramConfig()
+    discord: DiscordConfig = DiscordConfig()
 
     @field_validator("persona")
     @classmethod
