@@ -8,6 +8,7 @@ reverse on stop) and sends replies as plain text.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import warnings
 from typing import Any
@@ -188,8 +189,12 @@ class TelegramAdapter:
             for i, part in enumerate(split_reply(reply.text, LIMIT)):
                 target = reply_to if i == 0 else None
                 await with_retries(
-                    lambda part=part, target=target: bot.send_message(  # type: ignore[misc]
-                        chat_id, part, reply_to_message_id=target, allow_sending_without_reply=True
+                    functools.partial(
+                        bot.send_message,
+                        chat_id,
+                        part,
+                        reply_to_message_id=target,
+                        allow_sending_without_reply=True,
                     ),
                     what="telegram sendMessage",
                     retry_after=_retry_after,

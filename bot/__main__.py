@@ -51,9 +51,18 @@ async def _chat(config: Config) -> None:
 
 
 async def _run(config: Config) -> None:
-    raise ConfigError(
-        "no platform adapter is available in this version yet; use `python -m bot chat` for the console chat"
-    )
+    from adapters.registry import build_adapters, platform_tokens
+    from bot.app import App
+    from bot.daemon import Daemon
+
+    tokens = platform_tokens(config)  # before loading the model: a missing token fails fast
+    if not tokens:
+        raise ConfigError(
+            "nothing to run: enable telegram or discord in the config (or use `python -m bot chat`)"
+        )
+    daemon = Daemon(App(config), lambda core: build_adapters(config, core, tokens))
+    daemon.install_signal_handlers()
+    await daemon.serve()
 
 
 def _download(config: Config) -> None:

@@ -114,6 +114,13 @@ class TelegramConfig(PlatformConfig):
 
 
 class DiscordConfig(PlatformConfig):
+    @field_validator("proxy")
+    @classmethod
+    def _http_proxy_only(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("discord.py supports http:// and https:// proxies only")
+        return value
+
     # Servers (guilds) allowed/blocked, in addition to the user and channel lists.
     allow_guilds: tuple[str, ...] = ()
     block_guilds: tuple[str, ...] = ()

@@ -81,8 +81,8 @@ class BlenderbotBackbone(keras.Model):
     def torch_device(self) -> torch.device:
         return self.shared.embeddings.value.device
 
-    def encode(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``input_ids: [B, S]``, ``mask``: bool ``[B, 1, 1, S]`` -> ``[B, S, D]``."""
+    def encode(self, input_ids: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """``input_ids: [B, S]``, ``mask``: bool ``[B, 1, 1, S]`` or None -> ``[B, S, D]``."""
         steps = input_ids.shape[1]
         positions = torch.arange(steps, device=input_ids.device)
         h = self.shared.call(input_ids) * self.embed_scale + self.encoder_positions.call(positions)
@@ -104,7 +104,7 @@ class BlenderbotBackbone(keras.Model):
         *,
         start: int,
         cross_kv: CrossKV,
-        cross_mask: torch.Tensor,
+        cross_mask: torch.Tensor | None,
         cache: KVCache | None,
     ) -> torch.Tensor:
         """``ids: [B, T]`` at decoder positions ``start .. start+T`` -> hidden states ``[B, T, D]``."""
@@ -141,6 +141,11 @@ class BlenderbotBackbone(keras.Model):
         return self.lm_logits(hidden)
 
 
-def encoder_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """``[B, S]`` of 0/1 -> bool ``[B, 1, 1, S]`` for attention over encoder positions."""
+def encoder_mask(attention_mask: torch.Tensor) -> torch.Tensor | None:
+    """``[B, S]`` of 0/1 -> bool ``[B, 1, 1, S]`` for attention over encoder positions.
+
+    None when nothing is padded: attention without a mask takes the faster kernels.
+    """
+    if bool(attention_mask.all()):
+        return None
     return attention_mask.bool()[:, None, None, :]

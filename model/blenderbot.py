@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import torch
 
-from model.backbone import BlenderbotBackbone, encoder_mask
+from model.backbone import BlenderbotBackbone
 from model.config import BlenderbotConfig
 from model.convert import load_weights
 from model.generation import generate
@@ -97,12 +97,6 @@ class Blenderbot:
                 }
             )
         return out.cpu().numpy()
-
-    def encode_only(self, input_ids: Sequence[Sequence[int]]) -> np.ndarray:
-        """Encoder output for one unpadded batch (diagnostics and tests)."""
-        ids = self._tensor(input_ids)
-        with torch.inference_mode():
-            return self.backbone.encode(ids, encoder_mask(torch.ones_like(ids))).float().cpu().numpy()
 
     def generate(
         self,

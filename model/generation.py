@@ -48,11 +48,11 @@ class _Decoder:
         for row, seq in enumerate(inputs):  # right padding, as transformers' Blenderbot tokenizer
             ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long, device=device)
             present[row, : len(seq)] = 1
-        mask = encoder_mask(present)  # [B, 1, 1, S]
+        mask = encoder_mask(present)  # [B, 1, 1, S], or None when nothing is padded
         encoded = backbone.encode(ids, mask)  # [B, S, D]
         if repeat > 1:
             encoded = encoded.repeat_interleave(repeat, dim=0)  # [B * repeat, S, D]
-            mask = mask.repeat_interleave(repeat, dim=0)
+            mask = None if mask is None else mask.repeat_interleave(repeat, dim=0)
         self.backbone = backbone
         self.cross_kv = backbone.cross_kv(encoded)
         self.cross_mask = mask

@@ -41,8 +41,8 @@ class EncoderLayer(keras.layers.Layer):
     def linears(self) -> list[Linear]:
         return [*self.self_attn.linears(), self.ffn.fc1, self.ffn.fc2]
 
-    def call(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``h: [B, S, D]``, ``mask``: bool ``[B, 1, 1, S]``."""
+    def call(self, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """``h: [B, S, D]``, ``mask``: bool ``[B, 1, 1, S]`` or None (no padding)."""
         if self.pre_norm:
             h = h + self.self_attn.call(self.self_attn_layer_norm.call(h), mask=mask)
             return h + self.ffn.call(self.final_layer_norm.call(h))
@@ -71,7 +71,7 @@ class DecoderLayer(keras.layers.Layer):
         h: torch.Tensor,
         *,
         cross_kv: tuple[torch.Tensor, torch.Tensor],
-        cross_mask: torch.Tensor,
+        cross_mask: torch.Tensor | None,
         cache: KVCache | None,
         layer: int,
     ) -> torch.Tensor:

@@ -1,0 +1,235 @@
+"""Discord through discord.py 2, on the core's event loop (login + connect, never client.run).
+
+``to_incoming`` is the pure mapping from a Discord message to the core's message type. Replies
+are plain text with mentions disabled (``AllowedMentions.none()``), so a reply can never ping
+@everyone or anyone else. Each thread is its own conversation (its channel id). The commands
+work as slash commands everywhere and as plain text in DMs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import io
+import logging
+import re
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import aiohttp
+import discord
+from discord import app_commands
+
+from adapters.common import admitted, split_reply, strip_prefix, typing, with_retries
+from bot.commands import COMMANDS
+from bot.config import DiscordConfig
+from bot.core import ChatCore
+from bot.messages import Attachment, Incoming, Reply
+
+logger = logging.getLogger(__name__)
+
+PLATFORM = "discord"
+LIMIT = 2000
+TYPING_EVERY = 8.0  # Discord shows "typing" for 10 s
+READY_TIMEOUT = 60.0
+_USER_MESSAGES = (discord.MessageType.default, discord.MessageType.reply)
+
+
+def _mention_pattern(user_id: int) -> re.Pattern[str]:
+    return re.compile(rf"<@!?{user_id}>")
+
+
+def to_incoming(message: discord.Message, *, me: discord.abc.User, config: DiscordConfig) -> Incoming | None:
+    """The core's message for ``message``, or None when the bot should stay silent."""
+    author = message.author
+    if author.bot or author.id == me.id or message.type not in _USER_MESSAGES:
+        return None
+    channel_id, user_id = str(message.channel.id), str(author.id)
+    guild = message.guild
+    if guild is not None and (
+        str(guild.id) in config.block_guilds
+        or (config.allow_guilds and str(guild.id) not in config.allow_guilds)
+    ):
+        return None
+    if not admitted(config, user_id=user_id, chat_id=channel_id):
+        return None
+    content = message.content or ""
+    has_media = bool(message.attachments or message.stickers)
+    if not content.strip() and not has_media:
+        return None
+    private = guild is None
+    text = content
+    if not private:
+        parent = getattr(message.channel, "parent_id", None)
+        mentioned = any(u.id == me.id for u in message.mentions)
+        reference = message.reference
+        replied = (
+            reference is not None
+            and isinstance(reference.resolved, discord.Message)
+            and (reference.resolved.author.id == me.id)
+        )
+        prefixed = strip_prefix(content, config.command_prefix)
+        answer_all = channel_id in config.answer_all or (
+            parent is not None and str(parent) in config.answer_all
+        )
+        if not (mentioned or replied or prefixed is not None or answer_all):
+            return None
+        text = _mention_pattern(me.id).sub("", prefixed if prefixed is not None else content).strip()
+    return Incoming(
+        platform=PLATFORM,
+        chat_id=channel_id,
+        user_id=user_id,
+        text=text if content.strip() else None,
+        message_id=str(message.id),
+        is_private=private,
+    )
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    # discord.py itself waits out 429s; what reaches here is a server error or a broken connection.
+    if isinstance(exc, discord.HTTPException):
+        return 1.0 if exc.status >= 500 else None
+    if isinstance(exc, aiohttp.ClientError | OSError | asyncio.TimeoutError):
+        return 1.0
+    return None
+
+
+def _file(attachment: Attachment) -> discord.File:
+    return discord.File(io.BytesIO(attachment.content), filename=attachment.filename)
+
+
+class DiscordAdapter:
+    name = PLATFORM
+
+    def __init__(self, core: ChatCore, config: DiscordConfig, token: str) -> None:
+        self.core = core
+        self.config = config
+        self._token = token
+        intents = discord.Intents.none()
+        intents.guilds = True
+        intents.guild_messages = True
+        intents.dm_messages = True
+        intents.message_content = True
+        self.client = discord.Client(
+            intents=intents, allowed_mentions=discord.AllowedMentions.none(), proxy=config.proxy
+        )
+        self.tree = app_commands.CommandTree(self.client)
+        for name, description in COMMANDS.items():
+            self.tree.add_command(
+                app_commands.Command(
+                    name=name, description=description[:100], callback=self._slash_callback(name)
+                )
+            )
+
+        @self.client.event
+        async def on_message(message: discord.Message) -> None:
+            await self._on_message(message)
+
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def connected(self) -> bool:
+        return self.client.is_ready() and not self.client.is_closed()
+
+    async def start(self) -> None:
+        await self.client.login(self._token)
+        self._task = asyncio.create_task(self._gateway(), name="discord-gateway")
+        ready = asyncio.create_task(self.client.wait_until_ready())
+        done, _ = await asyncio.wait(
+            {ready, self._task}, timeout=READY_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+        )
+        if ready not in done:
+            ready.cancel()
+            if self._task in done:
+                self._task.result()  # raises why the gateway connection ended
+            raise TimeoutError(f"discord gateway not ready after {READY_TIMEOUT:.0f} s")
+        if self.config.slash_commands:
+            await with_retries(self.tree.sync, what="discord command sync", retry_after=_retry_after)
+        assert self.client.user is not None
+        logger.info("discord connected as %s", self.client.user.name)
+
+    async def _gateway(self) -> None:
+        """Keep the gateway connected: discord.py reconnects on network errors by itself, and this
+        loop restarts it after anything else that ends the connection (a payload it cannot parse)."""
+        delay = 1.0
+        while not self._stopping:
+            try:
+                await self.client.connect(reconnect=True)
+            except (discord.LoginFailure, discord.PrivilegedIntentsRequired):
+                raise
+            except Exception:
+                if self._stopping or self.client.is_closed():
+                    return
+                logger.exception("discord gateway connection ended; reconnecting in %.0f s", delay)
+            else:
+                if self._stopping or self.client.is_closed():
+                    return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 60.0)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        await self.client.close()
+        if self._task is not None:
+            try:
+                await self._task
+            except Exception as exc:
+                logger.debug("discord gateway task ended with %s", exc.__class__.__name__)
+
+    async def _on_message(self, message: discord.Message) -> None:
+        me = self.client.user
+        if me is None:
+            return
+        incoming = to_incoming(message, me=me, config=self.config)
+        if incoming is None:
+            return
+        channel = message.channel
+        async with typing(channel.typing, TYPING_EVERY):
+            reply = await self.core.handle(incoming)
+        if reply is None:
+            return
+        try:
+            await self._send(message, reply, reference=not incoming.is_private)
+        except Exception:
+            logger.exception("discord: could not deliver a reply in channel %s after retries", channel.id)
+
+    async def _send(self, message: discord.Message, reply: Reply, *, reference: bool) -> None:
+        channel = message.channel
+        attachment = reply.attachment
+        if attachment is not None:
+            await with_retries(
+                lambda: channel.send(reply.text, file=_file(attachment)),
+                what="discord send",
+                retry_after=_retry_after,
+            )
+            return
+        for i, part in enumerate(split_reply(reply.text, LIMIT)):
+            ref = message.to_reference(fail_if_not_exists=False) if reference and i == 0 else None
+            await with_retries(
+                functools.partial(channel.send, part, reference=ref),
+                what="discord send",
+                retry_after=_retry_after,
+            )
+
+    def _slash_callback(self, name: str) -> Callable[[discord.Interaction], Coroutine[Any, Any, None]]:
+        async def callback(interaction: discord.Interaction) -> None:
+            incoming = Incoming(
+                platform=PLATFORM,
+                chat_id=str(interaction.channel_id),
+                user_id=str(interaction.user.id),
+                text=f"/{name}",
+                is_private=interaction.guild_id is None,
+            )
+            reply = await self.core.handle(incoming)
+            if reply is None:
+                return
+            if reply.attachment is not None:
+                await interaction.response.send_message(
+                    reply.text, file=_file(reply.attachment), ephemeral=True
+                )
+            else:
+                await interaction.response.send_message(reply.text[:LIMIT], ephemeral=True)
+
+        callback.__name__ = f"{name}_command"
+        return callback
