@@ -70,5 +70,6 @@ class KVCache:
     def reorder(self, rows: torch.Tensor) -> None:
         """Make row ``i`` a copy of row ``rows[i]`` (``rows: [batch]``)."""
         n = self.length
-        self.keys[:, :, :, :n] = self.keys[:, :, :, :n].index_select(1, rows)
-        self.values[:, :, :, :n] = self.values[:, :, :, :n].index_select(1, rows)
+        for layer in range(self.keys.shape[0]):  # one layer at a time keeps the temporary copy small
+            self.keys[layer, :, :, :n] = self.keys[layer, :, :, :n].index_select(0, rows)
+            self.values[layer, :, :, :n] = self.values[layer, :, :, :n].index_select(0, rows)
