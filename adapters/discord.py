@@ -168,6 +168,9 @@ class DiscordAdapter:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 60.0)
 
+    async def stop_intake(self) -> None:
+        """Discord pushes messages over the gateway; the core answers them "restarting" from now on."""
+
     async def stop(self) -> None:
         self._stopping = True
         await self.client.close()

@@ -18,6 +18,8 @@ class Adapter(Protocol):
 
     async def start(self) -> None: ...
 
+    async def stop_intake(self) -> None: ...
+
     async def stop(self) -> None: ...
 
 
@@ -25,9 +27,12 @@ def platform_tokens(config: Config) -> dict[str, str]:
     """The token of every enabled platform; a missing one stops the start with the fix."""
     tokens: dict[str, str] = {}
     for platform, variable in TOKENS.items():
-        if not getattr(config, platform).enabled:
+        enabled = getattr(config, platform).enabled
+        if enabled is False:
             continue
         token = secret(variable)
+        if not token and enabled == "auto":
+            continue
         if not token:
             raise ConfigError(
                 f"{platform} is enabled in the config but {variable} is not set: export {variable}=<token> "

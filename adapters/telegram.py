@@ -150,9 +150,13 @@ class TelegramAdapter:
         )
         logger.info("telegram connected as @%s", self._me.username)
 
-    async def stop(self) -> None:
+    async def stop_intake(self) -> None:
+        """Stop polling: updates not fetched yet stay on Telegram's side for the next start."""
         if self.app.updater is not None and self.app.updater.running:
-            await self.app.updater.stop()  # confirms the last offset: answered updates are not redelivered
+            await self.app.updater.stop()  # confirms the last offset: fetched updates are not redelivered
+
+    async def stop(self) -> None:
+        await self.stop_intake()
         if self.app.running:
             await self.app.stop()
         await self.app.shutdown()

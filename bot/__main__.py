@@ -13,6 +13,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from bot.config import Config, ConfigError, load_config
+from bot.logs import setup_logging
 
 logger = logging.getLogger("bot")
 
@@ -20,22 +21,12 @@ logger = logging.getLogger("bot")
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bot", description="blenderd, a self-hosted Blenderbot.")
     parser.add_argument("--config", type=Path, default=None, help="config file (default: ./config.yaml)")
-    sub = parser.add_subparsers(dest="command", metavar="{chat,run,download}")
+    sub = parser.add_subparsers(dest="command", metavar="{chat,run,download,healthcheck}")
     sub.add_parser("chat", help="talk to the bot in this terminal, or pipe lines in (default)")
     sub.add_parser("run", help="run the daemon with every adapter enabled in the config")
     sub.add_parser("download", help="download the model weights ahead of time, then exit")
+    sub.add_parser("healthcheck", help="exit 0 when the running daemon reports healthy (for Docker)")
     return parser
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
-    for noisy in ("httpx", "httpcore", "urllib3", "filelock", "alembic"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 async def _chat(config: Config) -> None:
@@ -72,6 +63,25 @@ def _download(config: Config) -> None:
     logger.info("model %s is ready in %s", config.model.source, folder)
 
 
+def _healthcheck(config: Config) -> int:
+    import urllib.error
+    import urllib.request
+
+    host = "127.0.0.1" if config.http.host in ("0.0.0.0", "::", "") else config.http.host
+    url = f"http://{host}:{config.http.port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body = response.read().decode()
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        body, status = exc.read().decode(), exc.code
+    except OSError as exc:
+        logger.error("healthcheck: %s is not answering (%s)", url, exc)
+        return 1
+    sys.stdout.write(body + "\n")
+    return 0 if status == 200 else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_logging("INFO")
@@ -81,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         command = args.command or "chat"
         if command == "download":
             _download(config)
+        elif command == "healthcheck":
+            return _healthcheck(config)
         elif command == "run":
             asyncio.run(_run(config))
         else:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bot.config import Config
 from bot.core import ChatCore
+from bot.metrics import Metrics
 from bot.worker import Generator, ModelWorker
 from memory import MemoryStore
 
@@ -29,10 +30,23 @@ class App:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.metrics = Metrics()
         self._memory: MemoryStore | None = None
         self._worker: ModelWorker | None = None
         self._core: ChatCore | None = None
         self._retention: asyncio.Task[None] | None = None
+
+    @property
+    def memory(self) -> MemoryStore:
+        if self._memory is None:
+            raise RuntimeError("the app has not started")
+        return self._memory
+
+    @property
+    def worker(self) -> ModelWorker:
+        if self._worker is None:
+            raise RuntimeError("the app has not started")
+        return self._worker
 
     @property
     def core(self) -> ChatCore:
@@ -52,12 +66,15 @@ class App:
                 queue_size=c.worker.queue_size,
                 overrides=c.model.generation.overrides(),
                 candidates=c.model.candidates,
+                on_batch=self.metrics.observe_batch,
             )
             await self._worker.start()
         except BaseException:
             await self._memory.close()
             raise
-        self._core = ChatCore(c, self._memory, self._worker)
+        self._core = ChatCore(c, self._memory, self._worker, self.metrics)
+        worker = self._worker
+        self.metrics.queue_depth.set_function(lambda: worker.depth)
         if c.database.retention_days is not None:
             self._retention = asyncio.create_task(self._retain(c.database.retention_days))
 

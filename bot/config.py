@@ -81,7 +81,8 @@ class ConsoleConfig(_Section):
 class PlatformConfig(_Section):
     """Who the bot answers on a platform. Ids are strings (Telegram and Discord ids are numbers)."""
 
-    enabled: bool = False
+    # true, false, or "auto": on when the platform's token is set in the environment.
+    enabled: bool | Literal["auto"] = False
     proxy: str | None = Field(default=None, description="http://, https:// or socks5:// proxy URL")
     # In groups the bot answers when mentioned, replied to, or addressed with this prefix.
     command_prefix: str | None = None
@@ -135,6 +136,19 @@ class DiscordConfig(PlatformConfig):
         return value
 
 
+class HttpConfig(_Section):
+    """The HTTP server of `python -m bot run`: /healthz and /metrics."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+
+
+class ShutdownConfig(_Section):
+    # On SIGTERM/SIGINT, replies in flight get this long to finish before they are cancelled.
+    grace_seconds: float = Field(default=20.0, ge=0)
+
+
 class Config(_Section):
     data_dir: Path = Path("data")
     model: ModelConfig = ModelConfig()
@@ -146,6 +160,8 @@ class Config(_Section):
     console: ConsoleConfig = ConsoleConfig()
     telegram: TelegramConfig = TelegramConfig()
     discord: DiscordConfig = DiscordConfig()
+    http: HttpConfig = HttpConfig()
+    shutdown: ShutdownConfig = ShutdownConfig()
 
     @field_validator("persona")
     @classmethod

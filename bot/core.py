@@ -19,6 +19,7 @@ from bot.commands import Command, help_text, parse_command
 from bot.config import Config
 from bot.context import build_context
 from bot.messages import Attachment, Incoming, Reply
+from bot.metrics import Metrics
 from bot.ratelimit import RateLimiter
 from bot.worker import Busy, ModelWorker, WorkerStopped
 from memory import ConversationKey, MemoryStore
@@ -43,13 +44,31 @@ class _LockEntry:
 
 
 class ChatCore:
-    def __init__(self, config: Config, memory: MemoryStore, worker: ModelWorker) -> None:
+    def __init__(
+        self, config: Config, memory: MemoryStore, worker: ModelWorker, metrics: Metrics | None = None
+    ) -> None:
         self.config = config
         self.memory = memory
         self.worker = worker
+        self.metrics = metrics or Metrics()
         self.limiter = RateLimiter(config.rate_limit.messages, config.rate_limit.per_seconds)
         self._locks: dict[ConversationKey, _LockEntry] = {}
-        self.truncated_contexts = 0
+        self._accepting = True
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def close_intake(self) -> None:
+        """Shutdown, step one: messages from now on get a "restarting" reply instead of a model reply."""
+        self._accepting = False
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until no message is being handled (or ``timeout``); True when idle."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     @asynccontextmanager
     async def _conversation(self, key: ConversationKey) -> AsyncIterator[None]:
@@ -65,6 +84,20 @@ class ChatCore:
 
     async def handle(self, message: Incoming, *, bot_username: str | None = None) -> Reply | None:
         """The reply to ``message``, or None when it is not for this bot (a command for another bot)."""
+        self._inflight += 1
+        self._idle.clear()
+        self.metrics.messages_in.labels(message.platform).inc()
+        try:
+            reply = await self._handle(message, bot_username)
+        finally:
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._idle.set()
+        if reply is not None:
+            self.metrics.messages_out.labels(message.platform).inc()
+        return reply
+
+    async def _handle(self, message: Incoming, bot_username: str | None) -> Reply | None:
         key = ConversationKey(message.platform, message.chat_id, message.user_id)
         if message.text is None:
             return Reply(TEXT_ONLY)
@@ -77,12 +110,16 @@ class ChatCore:
         if command is not None:
             async with self._conversation(key):
                 return await self._command(command, key)
+        if not self._accepting:
+            return Reply(STOPPING)
         if not self.limiter.allow((message.platform, message.user_id)):
+            self.metrics.rate_limited.inc()
             return Reply(SLOW_DOWN)
         try:
             self.worker.reserve()
         except Busy:
             logger.warning("queue full (%d waiting); answered busy", self.worker.depth)
+            self.metrics.busy.inc()
             return Reply(BUSY)
         except WorkerStopped:
             return Reply(STOPPING)
@@ -104,7 +141,7 @@ class ChatCore:
             persona=self.config.persona,
         )
         if context.truncated:
-            self.truncated_contexts += 1
+            self.metrics.contexts_truncated.inc()
         if self.config.logging.message_text:
             logger.debug(
                 "context for %s/%s: %d tokens, %r", key.platform, key.chat_id, len(context.ids), text
@@ -115,11 +152,16 @@ class ChatCore:
             )
         except TimeoutError:
             logger.warning("generation timed out after %.0f s", self.config.model.timeout_seconds)
+            self.metrics.errors.labels("timeout").inc()
             return Reply(TIMEOUT)
         except Exception:
             logger.exception("generation failed")
+            self.metrics.errors.labels("generation").inc()
             return Reply(FAILED)
-        reply = next((h.text.strip() for h in hypotheses if h.text.strip()), "")
+        best = next((h for h in hypotheses if h.text.strip()), None)
+        if best is not None:
+            self.metrics.tokens_generated.inc(len(best.tokens))
+        reply = best.text.strip() if best is not None else ""
         if not reply:
             return Reply("Hmm, I'm not sure what to say to that. Tell me more?")
         await self.memory.add_turn(key, "bot", reply)

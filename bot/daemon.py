@@ -15,6 +15,7 @@ from typing import Protocol
 
 from bot.app import App
 from bot.core import ChatCore
+from bot.httpserver import HttpServer
 
 logger = logging.getLogger(__name__)
 
@@ -27,17 +28,26 @@ class Adapter(Protocol):
 
     async def start(self) -> None: ...
 
+    async def stop_intake(self) -> None:
+        """Stop fetching new messages (replies in flight may still be sent)."""
+
     async def stop(self) -> None: ...
 
 
 class Daemon:
-    def __init__(
-        self, app: App, make_adapters: Callable[[ChatCore], Sequence[Adapter]], *, grace_seconds: float = 20.0
-    ) -> None:
+    def __init__(self, app: App, make_adapters: Callable[[ChatCore], Sequence[Adapter]]) -> None:
         self.app = app
+        self.http: HttpServer | None = None
+        if app.config.http.enabled:
+            self.http = HttpServer(
+                app,
+                host=app.config.http.host,
+                port=app.config.http.port,
+                platforms=lambda: {a.name: a.connected for a in self.adapters},
+            )
         self._make_adapters = make_adapters
         self.adapters: list[Adapter] = []
-        self.grace_seconds = grace_seconds
+        self.grace_seconds = app.config.shutdown.grace_seconds
         self.should_exit = asyncio.Event()
         self._started: list[Adapter] = []
 
@@ -54,7 +64,14 @@ class Daemon:
         self.should_exit.set()
 
     async def start(self) -> None:
-        await self.app.start()
+        if self.http is not None:
+            await self.http.start()  # first, so /healthz answers (503) while the model loads
+        try:
+            await self.app.start()
+        except BaseException:
+            if self.http is not None:
+                await self.http.stop()
+            raise
         try:
             self.adapters = list(self._make_adapters(self.app.core))
             for adapter in self.adapters:
@@ -65,6 +82,20 @@ class Daemon:
             raise
 
     async def stop(self) -> None:
+        """Stop intake, give replies in flight the grace period, then close everything."""
+        try:
+            core = self.app.core
+        except RuntimeError:
+            core = None
+        if core is not None:
+            core.close_intake()
+        for adapter in self._started:
+            try:
+                await asyncio.wait_for(adapter.stop_intake(), timeout=self.grace_seconds)
+            except Exception:
+                logger.exception("%s did not stop its intake cleanly", adapter.name)
+        if core is not None and not await core.wait_idle(self.grace_seconds):
+            logger.warning("replies still in flight after %.0f s; cancelling them", self.grace_seconds)
         for adapter in reversed(self._started):
             try:
                 await asyncio.wait_for(adapter.stop(), timeout=self.grace_seconds)
@@ -72,6 +103,9 @@ class Daemon:
                 logger.exception("%s did not stop cleanly", adapter.name)
         self._started.clear()
         await self.app.stop()
+        if self.http is not None:
+            await self.http.stop()
+        logger.info("stopped")
 
     async def serve(self) -> None:
         await self.start()
