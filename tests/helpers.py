@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import model
 from bot.config import Config, parse_config
+from bot.worker import Generator
 from model import GenerationSettings, Hypothesis
 
 
@@ -33,7 +33,7 @@ def tiny_config(data_dir: Path, checkpoint: Path, **sections: Any) -> Config:
 class CountingModel:
     """The real model with a record of each generate call (and an optional delay per call)."""
 
-    def __init__(self, inner: model.Blenderbot, *, delay: float = 0.0) -> None:
+    def __init__(self, inner: Generator, *, delay: float = 0.0) -> None:
         self.inner = inner
         self.tokenizer = inner.tokenizer
         self.default_settings = inner.default_settings
