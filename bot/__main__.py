@@ -61,6 +61,21 @@ def _download(config: Config) -> None:
 
     folder = resolve(config.model.source, config.data_dir, download=True)
     logger.info("model %s is ready in %s", config.model.source, folder)
+    c = config.safety.classifier
+    if c.enabled:
+        from safety.classifier import ClassifierLoadError, load_detoxify
+
+        try:  # loading once also fills the Hugging Face cache with the classifier's base model
+            load_detoxify(
+                model=c.model,
+                checkpoint=c.checkpoint,
+                config_folder=c.config_folder,
+                device="cpu",
+                cache=config.data_dir / "safety",
+            )
+        except ClassifierLoadError as exc:
+            raise ConfigError(f"the safety classifier could not be downloaded: {exc}") from None
+        logger.info("safety classifier %s is ready", c.model)
 
 
 def _healthcheck(config: Config) -> int:
@@ -110,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
 def _is_user_error(exc: Exception) -> bool:
     from memory import MemoryStoreError
     from model import ModelError
+    from safety import SafetyError
 
-    return isinstance(exc, ConfigError | MemoryStoreError | ModelError | ValueError | OSError)
+    return isinstance(exc, ConfigError | MemoryStoreError | ModelError | SafetyError | ValueError | OSError)
 
 
 if __name__ == "__main__":

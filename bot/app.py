@@ -11,6 +11,7 @@ from bot.core import ChatCore
 from bot.metrics import Metrics
 from bot.worker import Generator, ModelWorker
 from memory import MemoryStore
+from safety import SafetyChecker
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class App:
         self._worker: ModelWorker | None = None
         self._core: ChatCore | None = None
         self._retention: asyncio.Task[None] | None = None
+        self._safety: SafetyChecker | None = None
 
     @property
     def memory(self) -> MemoryStore:
@@ -57,7 +59,13 @@ class App:
     async def start(self) -> None:
         c = self.config
         Path(c.data_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._memory = await MemoryStore.open(c.database_url())
+        self._safety = SafetyChecker.from_config(c.safety, Path(c.data_dir))
+        await self._safety.start()  # fails closed, before anything else is opened
+        try:
+            self._memory = await MemoryStore.open(c.database_url())
+        except BaseException:
+            await self._safety.stop()
+            raise
         try:
             self._worker = ModelWorker(
                 lambda: load_model(c),
@@ -71,8 +79,9 @@ class App:
             await self._worker.start()
         except BaseException:
             await self._memory.close()
+            await self._safety.stop()
             raise
-        self._core = ChatCore(c, self._memory, self._worker, self.metrics)
+        self._core = ChatCore(c, self._memory, self._worker, self.metrics, self._safety)
         worker = self._worker
         self.metrics.queue_depth.set_function(lambda: worker.depth)
         if c.database.retention_days is not None:
@@ -93,3 +102,5 @@ class App:
             await self._worker.stop()
         if self._memory is not None:
             await self._memory.close()
+        if self._safety is not None:
+            await self._safety.stop()

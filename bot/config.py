@@ -136,6 +136,44 @@ class DiscordConfig(PlatformConfig):
         return value
 
 
+class WordlistConfig(_Section):
+    enabled: bool = True
+    extra: tuple[str, ...] = ()  # more phrases to block
+    allow: tuple[str, ...] = ()  # phrases of the shipped list to let through
+
+
+class ClassifierConfig(_Section):
+    # false runs without the classifier (said in the log at start); true refuses to start without it.
+    enabled: bool = True
+    model: Literal["original", "unbiased", "multilingual", "original-small", "unbiased-small"] = "original"
+    # Offline use: a Detoxify checkpoint file and a folder with its base model's config.json and
+    # tokenizer files. Empty: the checkpoint of `model` downloads once into data_dir/safety.
+    checkpoint: Path | None = None
+    config_folder: Path | None = None
+    device: Literal["auto", "cpu", "cuda"] = "cpu"
+    threshold: float = Field(default=0.5, gt=0, le=1)  # for every label without its own below
+    thresholds: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _in_range(cls, values: dict[str, float]) -> dict[str, float]:
+        for label, value in values.items():
+            if not 0 < value <= 1:
+                raise ValueError(f"threshold of {label} must be in (0, 1], got {value}")
+        return values
+
+
+class SafetyConfig(_Section):
+    wordlist: WordlistConfig = WordlistConfig()
+    classifier: ClassifierConfig = ClassifierConfig()
+    blocked_input_reply: str = (
+        "I'd rather not talk about that. Let's keep things friendly. What else is on your mind?"
+    )
+    fallback_reply: str = (
+        "Let's talk about something else. What's something good that happened to you lately?"
+    )
+
+
 class HttpConfig(_Section):
     """The HTTP server of `python -m bot run`: /healthz and /metrics."""
 
@@ -162,6 +200,7 @@ class Config(_Section):
     discord: DiscordConfig = DiscordConfig()
     http: HttpConfig = HttpConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
+    safety: SafetyConfig = SafetyConfig()
 
     @field_validator("persona")
     @classmethod

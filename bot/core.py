@@ -23,6 +23,8 @@ from bot.metrics import Metrics
 from bot.ratelimit import RateLimiter
 from bot.worker import Busy, ModelWorker, WorkerStopped
 from memory import ConversationKey, MemoryStore
+from model import Hypothesis
+from safety import SafetyChecker, Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +47,17 @@ class _LockEntry:
 
 class ChatCore:
     def __init__(
-        self, config: Config, memory: MemoryStore, worker: ModelWorker, metrics: Metrics | None = None
+        self,
+        config: Config,
+        memory: MemoryStore,
+        worker: ModelWorker,
+        metrics: Metrics | None = None,
+        safety: SafetyChecker | None = None,
     ) -> None:
         self.config = config
         self.memory = memory
         self.worker = worker
+        self.safety = safety
         self.metrics = metrics or Metrics()
         self.limiter = RateLimiter(config.rate_limit.messages, config.rate_limit.per_seconds)
         self._locks: dict[ConversationKey, _LockEntry] = {}
@@ -130,12 +138,23 @@ class ChatCore:
             self.worker.release()
 
     async def _chat(self, key: ConversationKey, text: str) -> Reply:
+        # The input is checked before the model sees it: the phrase matcher at once, the classifier
+        # while the history loads. An unsafe input is stored flagged and never enters a context.
+        verdict = self.safety.quick(text) if self.safety is not None else None
+        if verdict is not None and not verdict.safe:
+            return await self._blocked_input(key, text, verdict)
+        classify = asyncio.ensure_future(self.safety.classify([text])) if self.safety is not None else None
+        try:
+            history = await self.memory.context_turns(key)
+        finally:
+            verdicts = await classify if classify is not None else None
+        if verdicts is not None and not verdicts[0].safe:
+            return await self._blocked_input(key, text, verdicts[0])
         await self.memory.add_turn(key, "user", text)
-        history = await self.memory.context_turns(key)
         model = self.worker.model
         context = await asyncio.to_thread(
             build_context,
-            [(t.role, t.text) for t in history],
+            [*((t.role, t.text) for t in history), ("user", text)],
             tokenizer=model.tokenizer,
             limit=model.max_positions,
             persona=self.config.persona,
@@ -158,14 +177,34 @@ class ChatCore:
             logger.exception("generation failed")
             self.metrics.errors.labels("generation").inc()
             return Reply(FAILED)
-        best = next((h for h in hypotheses if h.text.strip()), None)
-        if best is not None:
-            self.metrics.tokens_generated.inc(len(best.tokens))
-        reply = best.text.strip() if best is not None else ""
-        if not reply:
-            return Reply("Hmm, I'm not sure what to say to that. Tell me more?")
+        candidates = [h for h in hypotheses if h.text.strip()]
+        reply = await self._first_safe(candidates)
         await self.memory.add_turn(key, "bot", reply)
         return Reply(reply)
+
+    async def _blocked_input(self, key: ConversationKey, text: str, verdict: Verdict) -> Reply:
+        logger.info("safety: input on %s blocked, %s", key.platform, verdict.describe())
+        self.metrics.safety_blocks.labels(verdict.stage or "unknown", "input").inc()
+        await self.memory.add_turn(key, "user", text, blocked=True)
+        return Reply(self.config.safety.blocked_input_reply)
+
+    async def _first_safe(self, candidates: list[Hypothesis]) -> str:
+        """The best candidate that passes both safety stages, else the change-of-topic reply."""
+        if not candidates:
+            return "Hmm, I'm not sure what to say to that. Tell me more?"
+        best = candidates[0]
+        if self.safety is not None:
+            verdicts = await self.safety.check_many([h.text.strip() for h in candidates])
+            for rank, (hypothesis, verdict) in enumerate(zip(candidates, verdicts, strict=True)):
+                if verdict.safe:
+                    best = hypothesis
+                    break
+                logger.info("safety: candidate %d blocked, %s", rank, verdict.describe())
+                self.metrics.safety_blocks.labels(verdict.stage or "unknown", "reply").inc()
+            else:
+                return self.config.safety.fallback_reply
+        self.metrics.tokens_generated.inc(len(best.tokens))
+        return best.text.strip()
 
     async def _command(self, command: Command, key: ConversationKey) -> Reply:
         logger.info("command /%s on %s", command.name, key.platform)

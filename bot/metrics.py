@@ -33,6 +33,12 @@ class Metrics:
         self.contexts_truncated = Counter(
             "blenderd_contexts_truncated", "Contexts that left out older turns or cut the newest", registry=r
         )
+        self.safety_blocks = Counter(
+            "blenderd_safety_blocks",
+            "Inputs and replies blocked, by stage",
+            ["stage", "direction"],
+            registry=r,
+        )
         self.errors = Counter("blenderd_errors", "Errors by kind", ["kind"], registry=r)
         self.busy = Counter(
             "blenderd_busy_replies", "Messages answered 'busy' because the queue was full", registry=r

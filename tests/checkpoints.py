@@ -147,3 +147,87 @@ def build_blenderbot_small(folder: Path, *, seed: int = 1) -> Path:
     _randomise(model, seed)
     model.save_pretrained(str(folder))
     return folder
+
+
+TOXIC = [
+    "you are worthless and pathetic",
+    "i hate you, you pathetic worthless loser",
+    "go away you disgusting worthless creature",
+    "everyone hates you, you pathetic loser",
+    "you are a disgusting pathetic waste",
+    "worthless loser, nobody wants you here",
+]
+CLEAN = [
+    "i love walking my dog in the park",
+    "what a lovely sunny day it is today",
+    "do you like reading books about history",
+    "my favourite food is pizza with cheese",
+    "thank you so much for your kind help",
+    "we went hiking in the mountains last week",
+    "the weather is nice and warm today",
+    "hello, how are you doing today?",
+    "i am doing well, thank you.",
+]
+DETOXIFY_CLASSES = ["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"]
+
+
+def build_detoxify(folder: Path, *, seed: int = 0, steps: int = 60) -> tuple[Path, Path]:
+    """A tiny Detoxify checkpoint (BERT) trained for a moment so toxic and clean text score apart.
+
+    Returns (checkpoint file, config folder). Like the real checkpoints, its ``model_type`` names a
+    hub model, so loading it offline needs the config folder (Detoxify's trap).
+    """
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    config_folder = folder / "config"
+    config_folder.mkdir(parents=True, exist_ok=True)
+    wordpiece = BertWordPieceTokenizer(lowercase=True)
+    wordpiece.train_from_iterator(TOXIC + CLEAN + CORPUS, vocab_size=400, min_frequency=1)
+    wordpiece.save_model(str(config_folder))
+    lines = (config_folder / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    tokenizer = BertTokenizer(vocab={token: i for i, token in enumerate(lines)})
+    tokenizer.save_pretrained(str(config_folder))
+    config = BertConfig(  # type: ignore[call-arg]
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        num_labels=len(DETOXIFY_CLASSES),
+        initializer_range=0.3,
+    )
+    config.save_pretrained(str(config_folder))
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(config)
+    texts = TOXIC + CLEAN
+    labels = torch.tensor([[1.0, 0.0, 0.0, 0.0, 1.0, 0.0]] * len(TOXIC) + [[0.0] * 6] * len(CLEAN))
+    batch = tokenizer(texts, return_tensors="pt", padding=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        logits = model(**batch).logits
+        torch.nn.functional.binary_cross_entropy_with_logits(logits, labels).backward()
+        optimizer.step()
+    model.eval()
+    checkpoint = folder / "toxic_tiny.ckpt"
+    torch.save(
+        {
+            "config": {
+                "arch": {
+                    "args": {
+                        "model_type": "bert-base-uncased",
+                        "model_name": "BertForSequenceClassification",
+                        "tokenizer_name": "BertTokenizer",
+                        "num_classes": len(DETOXIFY_CLASSES),
+                    }
+                },
+                "dataset": {"args": {"classes": DETOXIFY_CLASSES}},
+            },
+            "state_dict": model.state_dict(),
+        },
+        checkpoint,
+    )
+    return checkpoint, config_folder

@@ -26,3 +26,10 @@ def blenderbot_small_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session", params=["blenderbot", "blenderbot_small"])
 def checkpoint_dir(request: pytest.FixtureRequest, blenderbot_dir: Path, blenderbot_small_dir: Path) -> Path:
     return blenderbot_dir if request.param == "blenderbot" else blenderbot_small_dir
+
+
+@pytest.fixture(scope="session")
+def detoxify_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    from tests.checkpoints import build_detoxify
+
+    return build_detoxify(tmp_path_factory.mktemp("detoxify"))

@@ -68,7 +68,15 @@ def test_bad_config_is_one_clear_line(tmp_path: Path) -> None:
 
 def test_missing_weights_say_how_to_get_them(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data"), "model": {"device": "cpu"}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data_dir": str(tmp_path / "data"),
+                "model": {"device": "cpu"},
+                "safety": {"classifier": {"enabled": False}},
+            }
+        )
+    )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     result = subprocess.run(
         [sys.executable, "-m", "bot", "--config", str(config), "download"],

@@ -84,6 +84,7 @@ async def test_entry_and_healthcheck_commands_in_a_venv(tmp_path: Path, blenderb
     config["model"].update({"source": str(blenderbot_dir), "device": "cpu", "generation": {"max_length": 10}})
     config["http"] = {"host": "127.0.0.1", "port": port}
     config["telegram"]["api_base_url"] = fake.base_url
+    config["safety"] = {"classifier": {"enabled": False}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     env = {**os.environ, "TELEGRAM_TOKEN": fake.token, "PYTHONPATH": str(ROOT)}
     env.pop("DISCORD_TOKEN", None)
