@@ -13,7 +13,7 @@ import functools
 import io
 import logging
 import re
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import aiohttp
@@ -25,6 +25,7 @@ from bot.commands import COMMANDS
 from bot.config import DiscordConfig
 from bot.core import ChatCore
 from bot.messages import Attachment, Incoming, Reply
+from memory import PendingMessage
 
 logger = logging.getLogger(__name__)
 
@@ -188,17 +189,31 @@ class DiscordAdapter:
         if incoming is None:
             return
         channel = message.channel
-        async with typing(channel.typing, TYPING_EVERY):
-            reply = await self.core.handle(incoming)
-        if reply is None:
-            return
+        reference = message.to_reference(fail_if_not_exists=False) if not incoming.is_private else None
         try:
-            await self._send(message, reply, reference=not incoming.is_private)
+            async with typing(channel.typing, TYPING_EVERY):
+                await self.core.handle(
+                    incoming, deliver=functools.partial(self._send, channel, reference=reference)
+                )
         except Exception:
-            logger.exception("discord: could not deliver a reply in channel %s after retries", channel.id)
+            logger.exception(
+                "discord: a message in channel %s stays pending; it is answered after a restart", channel.id
+            )
 
-    async def _send(self, message: discord.Message, reply: Reply, *, reference: bool) -> None:
-        channel = message.channel
+    def deliver_to(self, pending: PendingMessage) -> Callable[[Reply], Awaitable[None]]:
+        """How to send the reply to a message recovered after a crash."""
+        channel = self.client.get_partial_messageable(int(pending.chat_id))
+        reference = None
+        if not pending.is_private:
+            reference = discord.MessageReference(
+                message_id=int(pending.message_id), channel_id=int(pending.chat_id), fail_if_not_exists=False
+            )
+        return functools.partial(self._send, channel, reference=reference)
+
+    async def _send(
+        self, channel: discord.abc.Messageable, reply: Reply, *, reference: discord.MessageReference | None
+    ) -> None:
+        """Send the parts of a reply in order, the first answering ``reference``; raise on final failure."""
         attachment = reply.attachment
         if attachment is not None:
             await with_retries(
@@ -208,9 +223,8 @@ class DiscordAdapter:
             )
             return
         for i, part in enumerate(split_reply(reply.text, LIMIT)):
-            ref = message.to_reference(fail_if_not_exists=False) if reference and i == 0 else None
             await with_retries(
-                functools.partial(channel.send, part, reference=ref),
+                functools.partial(channel.send, part, reference=reference if i == 0 else None),
                 what="discord send",
                 retry_after=_retry_after,
             )

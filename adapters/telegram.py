@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import logging
 import warnings
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from telegram import BotCommand, Message, Update, User
@@ -23,6 +24,7 @@ from bot.commands import COMMANDS
 from bot.config import TelegramConfig
 from bot.core import ChatCore
 from bot.messages import Incoming, Reply
+from memory import PendingMessage
 
 logger = logging.getLogger(__name__)
 
@@ -169,12 +171,28 @@ class TelegramAdapter:
         if incoming is None:
             return
         chat_id = message.chat.id
-        async with typing(lambda: self.app.bot.send_chat_action(chat_id, ChatAction.TYPING), TYPING_EVERY):
-            reply = await self.core.handle(incoming, bot_username=self._me.username)
-        if reply is not None:
-            await self._send(chat_id, reply, reply_to=None if incoming.is_private else message.message_id)
+        reply_to = None if incoming.is_private else message.message_id
+        try:
+            async with typing(
+                lambda: self.app.bot.send_chat_action(chat_id, ChatAction.TYPING), TYPING_EVERY
+            ):
+                await self.core.handle(
+                    incoming,
+                    bot_username=self._me.username,
+                    deliver=functools.partial(self._send, chat_id, reply_to=reply_to),
+                )
+        except Exception:
+            logger.exception(
+                "telegram: a message in chat %s stays pending; it is answered after a restart", chat_id
+            )
+
+    def deliver_to(self, pending: PendingMessage) -> Callable[[Reply], Awaitable[None]]:
+        """How to send the reply to a message recovered after a crash."""
+        reply_to = None if pending.is_private else int(pending.message_id)
+        return functools.partial(self._send, int(pending.chat_id), reply_to=reply_to)
 
     async def _send(self, chat_id: int, reply: Reply, *, reply_to: int | None) -> None:
+        """Send a reply, retrying rate limits and network errors; raises when it finally fails."""
         bot = self.app.bot
         try:
             if reply.attachment is not None:
@@ -204,7 +222,8 @@ class TelegramAdapter:
                     retry_after=_retry_after,
                 )
         except Exception:
-            logger.exception("telegram: could not deliver a reply to chat %s after retries", chat_id)
+            logger.error("telegram: could not deliver a reply to chat %s after retries", chat_id)
+            raise
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         logger.error("telegram handler error: %r", context.error, exc_info=context.error)

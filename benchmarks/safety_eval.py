@@ -20,9 +20,9 @@ from pathlib import Path
 os.environ.setdefault("KERAS_BACKEND", "torch")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from safety.checker import SafetyChecker, Verdict  # noqa: E402
-from safety.classifier import ToxicityClassifier, load_detoxify  # noqa: E402
-from safety.wordlist import PhraseMatcher  # noqa: E402
+from safety.checker import SafetyChecker, Verdict
+from safety.classifier import ToxicityClassifier, load_detoxify
+from safety.wordlist import PhraseMatcher
 
 DATA = Path(__file__).resolve().parent / "data" / "safety_lines.tsv"
 
@@ -47,7 +47,9 @@ def report(name: str, labels: list[bool], blocked: list[bool]) -> str:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--model", default="original")
     parser.add_argument("--checkpoint", type=Path)
@@ -67,15 +69,25 @@ async def main() -> None:
     if args.wordlist_only:
         return
     with tempfile.TemporaryDirectory() as cache:
-        classifier = ToxicityClassifier(lambda: load_detoxify(
-            model=args.model, checkpoint=args.checkpoint, config_folder=args.config_folder, device="cpu",
-            cache=Path(cache)))
+        classifier = ToxicityClassifier(
+            lambda: load_detoxify(
+                model=args.model,
+                checkpoint=args.checkpoint,
+                config_folder=args.config_folder,
+                device="cpu",
+                cache=Path(cache),
+            )
+        )
         checker = SafetyChecker(None, classifier, threshold=args.threshold)
         await checker.start()
         verdicts: list[Verdict] = await checker.classify(texts)
         await checker.stop()
     by_classifier = [not v.safe for v in verdicts]
-    print(report(f"classifier ({args.checkpoint.name if args.checkpoint else args.model})", labels, by_classifier))
+    print(
+        report(
+            f"classifier ({args.checkpoint.name if args.checkpoint else args.model})", labels, by_classifier
+        )
+    )
     both = [a or b for a, b in zip(by_wordlist, by_classifier, strict=True)]
     print(report("both stages", labels, both))
     missed = [t for t, y, b in zip(texts, labels, both, strict=True) if y and not b]

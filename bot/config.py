@@ -182,6 +182,12 @@ class HttpConfig(_Section):
     port: int = Field(default=8080, ge=1, le=65535)
 
 
+class RecoveryConfig(_Section):
+    # After a crash, messages accepted but not answered are answered at the next start; one older
+    # than this gets a note that it was missed instead.
+    missed_after_seconds: float = Field(default=3600.0, ge=0)
+
+
 class ShutdownConfig(_Section):
     # On SIGTERM/SIGINT, replies in flight get this long to finish before they are cancelled.
     grace_seconds: float = Field(default=20.0, ge=0)
@@ -200,6 +206,7 @@ class Config(_Section):
     discord: DiscordConfig = DiscordConfig()
     http: HttpConfig = HttpConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
+    recovery: RecoveryConfig = RecoveryConfig()
     safety: SafetyConfig = SafetyConfig()
 
     @field_validator("persona")

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from bot.commands import Command, help_text, parse_command
 from bot.config import Config
@@ -22,7 +23,7 @@ from bot.messages import Attachment, Incoming, Reply
 from bot.metrics import Metrics
 from bot.ratelimit import RateLimiter
 from bot.worker import Busy, ModelWorker, WorkerStopped
-from memory import ConversationKey, MemoryStore
+from memory import ConversationKey, MemoryStore, PendingMessage
 from model import Hypothesis
 from safety import SafetyChecker, Verdict
 
@@ -37,6 +38,11 @@ FAILED = "Sorry, something went wrong on my side while answering. Please try aga
 TEXT_ONLY = "I can only read text messages, sorry. Could you type it out?"
 EMPTY = "It looks like your message was empty. What would you like to talk about?"
 STOPPING = "I'm restarting right now. Please send that again in a minute."
+MISSED = (
+    "Sorry, I was offline when you wrote to me ({when}) and missed your message. Could you send it again?"
+)
+
+Deliver = Callable[[Reply], Awaitable[None]]
 
 
 @dataclass
@@ -90,13 +96,25 @@ class ChatCore:
             if entry.users == 0:
                 del self._locks[key]
 
-    async def handle(self, message: Incoming, *, bot_username: str | None = None) -> Reply | None:
-        """The reply to ``message``, or None when it is not for this bot (a command for another bot)."""
+    async def handle(
+        self,
+        message: Incoming,
+        *,
+        bot_username: str | None = None,
+        deliver: Deliver | None = None,
+    ) -> Reply | None:
+        """Answer ``message``; None when it is not for this bot (a command for another bot, a redelivery).
+
+        A platform message (one with a ``message_id``) is written to the inbox before it is
+        processed, and marked answered only after ``deliver`` has sent the reply; one the process
+        never answered is answered by :meth:`recover` at the next start. ``deliver`` runs under the
+        conversation's lock, so the replies of one conversation go out in order.
+        """
         self._inflight += 1
         self._idle.clear()
         self.metrics.messages_in.labels(message.platform).inc()
         try:
-            reply = await self._handle(message, bot_username)
+            reply = await self._handle(message, bot_username, deliver)
         finally:
             self._inflight -= 1
             if self._inflight == 0:
@@ -105,19 +123,43 @@ class ChatCore:
             self.metrics.messages_out.labels(message.platform).inc()
         return reply
 
-    async def _handle(self, message: Incoming, bot_username: str | None) -> Reply | None:
+    async def _handle(
+        self, message: Incoming, bot_username: str | None, deliver: Deliver | None
+    ) -> Reply | None:
         key = ConversationKey(message.platform, message.chat_id, message.user_id)
-        if message.text is None:
-            return Reply(TEXT_ONLY)
-        text = _clean(message.text)
-        if not text:
-            return Reply(EMPTY)
-        command = parse_command(text, bot_username=bot_username) if text.startswith("/") else None
-        if text.startswith("/") and command is None and _addresses_other_bot(text):
+        text = None if message.text is None else _clean(message.text)
+        command = parse_command(text, bot_username=bot_username) if text and text.startswith("/") else None
+        if text and text.startswith("/") and command is None and _addresses_other_bot(text):
             return None
-        if command is not None:
+        chat = bool(text) and command is None
+        if chat:  # decided before any await, so arrival order is kept into the conversation lock
+            early = self._refuse(message)
+            if early is not None:
+                if deliver is not None:
+                    await deliver(early)
+                return early
+        try:
             async with self._conversation(key):
-                return await self._command(command, key)
+                inbox_id = None
+                if message.message_id is not None:
+                    inbox_id = await self.memory.accept(
+                        key, message.message_id, message.text, is_private=message.is_private
+                    )
+                    if inbox_id is None:
+                        logger.info("a redelivered %s message was already accepted; ignored", key.platform)
+                        return None
+                reply = await self._respond(key, text, command, inbox_id)
+                if deliver is not None:
+                    await deliver(reply)  # if this raises, the message stays pending for recovery
+                if inbox_id is not None:
+                    await self.memory.settle(inbox_id, "answered")
+                return reply
+        finally:
+            if chat:
+                self.worker.release()
+
+    def _refuse(self, message: Incoming) -> Reply | None:
+        """The immediate answer when a message cannot go to the model now (and claims a place if it can)."""
         if not self._accepting:
             return Reply(STOPPING)
         if not self.limiter.allow((message.platform, message.user_id)):
@@ -131,26 +173,81 @@ class ChatCore:
             return Reply(BUSY)
         except WorkerStopped:
             return Reply(STOPPING)
-        try:
-            async with self._conversation(key):
-                return await self._chat(key, text)
-        finally:
-            self.worker.release()
+        return None
 
-    async def _chat(self, key: ConversationKey, text: str) -> Reply:
+    async def _respond(
+        self, key: ConversationKey, text: str | None, command: Command | None, inbox_id: int | None
+    ) -> Reply:
+        if text is None:
+            return Reply(TEXT_ONLY)
+        if not text:
+            return Reply(EMPTY)
+        if command is not None:
+            return await self._command(command, key)
+        return await self._chat(key, text, inbox_id)
+
+    async def recover(
+        self, platform: str, deliver_to: Callable[[PendingMessage], Deliver], *, missed_after: float
+    ) -> int:
+        """Answer, exactly once, the messages of ``platform`` accepted but never answered (a crash).
+
+        One older than ``missed_after`` seconds gets a note that it was missed instead.
+        """
+        rows = await self.memory.pending(platform)
+        if rows:
+            logger.info("recovering %d unanswered %s messages", len(rows), platform)
+        done = 0
+        for row in rows:
+            key = ConversationKey(row.platform, row.chat_id, row.user_id)
+            async with self._conversation(key):
+                age = (datetime.now(UTC) - row.received_at).total_seconds()
+                if age > missed_after:
+                    stamp = row.received_at.strftime("%Y-%m-%d %H:%M UTC")
+                    reply, status = Reply(MISSED.format(when=stamp)), "missed"
+                else:
+                    await self.memory.drop_turns_of(row.inbox_id)  # what a crashed attempt stored
+                    text = None if row.text is None else _clean(row.text)
+                    command = parse_command(text) if text and text.startswith("/") else None
+                    chat = bool(text) and command is None
+                    if chat:
+                        await self._reserve_waiting()
+                    try:
+                        reply = await self._respond(key, text, command, row.inbox_id)
+                    finally:
+                        if chat:
+                            self.worker.release()
+                    status = "answered"
+                try:
+                    await deliver_to(row)(reply)
+                except Exception:
+                    logger.exception("could not deliver a recovered %s reply; it stays pending", platform)
+                    continue
+                await self.memory.settle(row.inbox_id, status)
+                done += 1
+        return done
+
+    async def _reserve_waiting(self) -> None:
+        while True:
+            try:
+                self.worker.reserve()
+                return
+            except Busy:
+                await asyncio.sleep(0.1)
+
+    async def _chat(self, key: ConversationKey, text: str, inbox_id: int | None = None) -> Reply:
         # The input is checked before the model sees it: the phrase matcher at once, the classifier
         # while the history loads. An unsafe input is stored flagged and never enters a context.
         verdict = self.safety.quick(text) if self.safety is not None else None
         if verdict is not None and not verdict.safe:
-            return await self._blocked_input(key, text, verdict)
+            return await self._blocked_input(key, text, verdict, inbox_id)
         classify = asyncio.ensure_future(self.safety.classify([text])) if self.safety is not None else None
         try:
             history = await self.memory.context_turns(key)
         finally:
             verdicts = await classify if classify is not None else None
         if verdicts is not None and not verdicts[0].safe:
-            return await self._blocked_input(key, text, verdicts[0])
-        await self.memory.add_turn(key, "user", text)
+            return await self._blocked_input(key, text, verdicts[0], inbox_id)
+        await self.memory.add_turn(key, "user", text, inbox_id=inbox_id)
         model = self.worker.model
         context = await asyncio.to_thread(
             build_context,
@@ -179,13 +276,15 @@ class ChatCore:
             return Reply(FAILED)
         candidates = [h for h in hypotheses if h.text.strip()]
         reply = await self._first_safe(candidates)
-        await self.memory.add_turn(key, "bot", reply)
+        await self.memory.add_turn(key, "bot", reply, inbox_id=inbox_id)
         return Reply(reply)
 
-    async def _blocked_input(self, key: ConversationKey, text: str, verdict: Verdict) -> Reply:
+    async def _blocked_input(
+        self, key: ConversationKey, text: str, verdict: Verdict, inbox_id: int | None
+    ) -> Reply:
         logger.info("safety: input on %s blocked, %s", key.platform, verdict.describe())
         self.metrics.safety_blocks.labels(verdict.stage or "unknown", "input").inc()
-        await self.memory.add_turn(key, "user", text, blocked=True)
+        await self.memory.add_turn(key, "user", text, blocked=True, inbox_id=inbox_id)
         return Reply(self.config.safety.blocked_input_reply)
 
     async def _first_safe(self, candidates: list[Hypothesis]) -> str:

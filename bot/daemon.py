@@ -10,18 +10,23 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from bot.app import App
 from bot.core import ChatCore
 from bot.httpserver import HttpServer
+from bot.messages import Reply
+from memory import PendingMessage
 
 logger = logging.getLogger(__name__)
 
 
 class Adapter(Protocol):
     name: str
+
+    def deliver_to(self, pending: PendingMessage) -> Callable[[Reply], Awaitable[None]]:
+        """How to send the reply to a message recovered after a crash."""
 
     @property
     def connected(self) -> bool: ...
@@ -50,6 +55,17 @@ class Daemon:
         self.grace_seconds = app.config.shutdown.grace_seconds
         self.should_exit = asyncio.Event()
         self._started: list[Adapter] = []
+        self._recovery: list[asyncio.Task[None]] = []
+
+    async def _recover(self, adapter: Adapter) -> None:
+        try:
+            await self.app.core.recover(
+                adapter.name, adapter.deliver_to, missed_after=self.app.config.recovery.missed_after_seconds
+            )
+        except Exception:
+            logger.exception(
+                "recovering %s messages failed; they stay pending for the next start", adapter.name
+            )
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -77,6 +93,7 @@ class Daemon:
             for adapter in self.adapters:
                 await adapter.start()
                 self._started.append(adapter)
+                self._recovery.append(asyncio.create_task(self._recover(adapter)))
         except BaseException:
             await self.stop()
             raise
@@ -94,6 +111,8 @@ class Daemon:
                 await asyncio.wait_for(adapter.stop_intake(), timeout=self.grace_seconds)
             except Exception:
                 logger.exception("%s did not stop its intake cleanly", adapter.name)
+        for task in self._recovery:
+            task.cancel()
         if core is not None and not await core.wait_idle(self.grace_seconds):
             logger.warning("replies still in flight after %.0f s; cancelling them", self.grace_seconds)
         for adapter in reversed(self._started):

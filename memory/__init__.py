@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from memory.store import ConversationKey, MemoryStore, MemoryStoreError, StoredTurn
+from memory.store import ConversationKey, MemoryStore, MemoryStoreError, PendingMessage, StoredTurn
 
-__all__ = ["ConversationKey", "MemoryStore", "MemoryStoreError", "StoredTurn"]
+__all__ = ["ConversationKey", "MemoryStore", "MemoryStoreError", "PendingMessage", "StoredTurn"]

@@ -42,3 +42,27 @@ class Turn(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     excluded: Mapped[bool] = mapped_column(Boolean, default=False)
     blocked: Mapped[bool] = mapped_column(Boolean, default=False)
+    inbox_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+
+
+class InboxMessage(Base):
+    """A platform message as accepted, written before it is processed.
+
+    ``status``: pending (accepted, not answered yet), answered, or missed (found pending at a start
+    after too long, and told so). The unique key makes a redelivered message a no-op.
+    """
+
+    __tablename__ = "inbox"
+    __table_args__ = (
+        UniqueConstraint("platform", "chat_id", "message_id", name="uq_inbox_platform_message"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    chat_id: Mapped[str] = mapped_column(String(128))
+    user_id: Mapped[str] = mapped_column(String(128))
+    message_id: Mapped[str] = mapped_column(String(128))
+    is_private: Mapped[bool] = mapped_column(Boolean)
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)

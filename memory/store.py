@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from memory.schema import Conversation, Turn
+from memory.schema import Conversation, InboxMessage, Turn
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,18 @@ class ConversationKey:
     platform: str
     chat_id: str
     user_id: str
+
+
+@dataclass(frozen=True)
+class PendingMessage:
+    inbox_id: int
+    platform: str
+    chat_id: str
+    user_id: str
+    message_id: str
+    is_private: bool
+    text: str | None
+    received_at: datetime
 
 
 @dataclass(frozen=True)
@@ -145,11 +157,80 @@ class MemoryStore:
         except IntegrityError:  # created concurrently by another process
             return await session.scalar(query)
 
-    async def add_turn(self, key: ConversationKey, role: str, text_: str, *, blocked: bool = False) -> int:
+    async def accept(
+        self, key: ConversationKey, message_id: str, text_: str | None, *, is_private: bool
+    ) -> int | None:
+        """Record a platform message before processing it; None when it was seen before."""
+        try:
+            async with self._sessions.begin() as session:
+                row = InboxMessage(
+                    platform=key.platform,
+                    chat_id=key.chat_id,
+                    user_id=key.user_id,
+                    message_id=message_id,
+                    is_private=is_private,
+                    text=text_,
+                    status="pending",
+                )
+                session.add(row)
+                await session.flush()
+                return row.id
+        except IntegrityError:
+            return None
+
+    async def settle(self, inbox_id: int, status: str) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(InboxMessage).where(InboxMessage.id == inbox_id).values(status=status)
+            )
+
+    async def pending(self, platform: str) -> list[PendingMessage]:
+        """Messages accepted but never answered (the process died), oldest first."""
+        async with self._sessions() as session:
+            rows = (
+                await session.scalars(
+                    select(InboxMessage)
+                    .where(InboxMessage.platform == platform, InboxMessage.status == "pending")
+                    .order_by(InboxMessage.id)
+                )
+            ).all()
+            return [
+                PendingMessage(
+                    r.id,
+                    r.platform,
+                    r.chat_id,
+                    r.user_id,
+                    r.message_id,
+                    r.is_private,
+                    r.text,
+                    _aware(r.received_at),
+                )
+                for r in rows
+            ]
+
+    async def drop_turns_of(self, inbox_id: int) -> None:
+        """Remove turns a crashed attempt stored for this message, before it is processed again."""
+        async with self._sessions.begin() as session:
+            await session.execute(delete(Turn).where(Turn.inbox_id == inbox_id))
+
+    async def add_turn(
+        self,
+        key: ConversationKey,
+        role: str,
+        text_: str,
+        *,
+        blocked: bool = False,
+        inbox_id: int | None = None,
+    ) -> int:
         async with self._sessions.begin() as session:
             conversation_id = await self._conversation_id(session, key, create=True)
             turn = Turn(
-                conversation_id=conversation_id, role=role, text=text_, blocked=blocked, excluded=False
+                conversation_id=conversation_id,
+                role=role,
+                text=text_,
+                blocked=blocked,
+                excluded=False,
+                inbox_id=inbox_id,
             )
             session.add(turn)
             await session.flush()
@@ -187,6 +268,13 @@ class MemoryStore:
     async def forget(self, platform: str, user_id: str) -> int:
         """Delete every conversation and turn of this person on this platform; return turns deleted."""
         async with self._sessions.begin() as session:
+            await session.execute(  # answered messages: their ids only served to spot redeliveries
+                delete(InboxMessage).where(
+                    InboxMessage.platform == platform,
+                    InboxMessage.user_id == user_id,
+                    InboxMessage.status != "pending",
+                )
+            )
             ids = select(Conversation.id).where(
                 Conversation.platform == platform, Conversation.user_id == user_id
             )
@@ -248,7 +336,9 @@ class MemoryStore:
             return int(await session.scalar(select(func.count()).select_from(Turn)) or 0)
 
 
+def _aware(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment  # SQLite returns naive UTC
+
+
 def _iso(moment: datetime) -> str:
-    if moment.tzinfo is None:  # SQLite returns naive datetimes; they were stored as UTC
-        moment = moment.replace(tzinfo=UTC)
-    return moment.isoformat()
+    return _aware(moment).isoformat()

@@ -21,6 +21,8 @@ def tiny_config(data_dir: Path, checkpoint: Path, **sections: Any) -> Config:
             "device": "cpu",
             "generation": {"num_beams": 1, "max_length": 12},
         },
+        # Tests of the classifier configure it (tests/test_safety.py); the rest run without it.
+        "safety": {"classifier": {"enabled": False}},
     }
     for key, value in sections.items():
         if isinstance(value, dict) and isinstance(raw.get(key), dict):

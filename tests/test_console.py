@@ -26,8 +26,11 @@ def chat(config: Path, lines: list[str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_piped_console_chat_remembers_across_restarts(tmp_path: Path, blenderbot_dir: Path) -> None:
+def test_piped_console_chat_remembers_across_restarts(
+    tmp_path: Path, blenderbot_dir: Path, detoxify_files: tuple[Path, Path]
+) -> None:
     config = tmp_path / "config.yaml"
+    checkpoint, config_folder = detoxify_files
     config.write_text(
         yaml.safe_dump(
             {
@@ -37,10 +40,13 @@ def test_piped_console_chat_remembers_across_restarts(tmp_path: Path, blenderbot
                     "device": "cpu",
                     "generation": {"num_beams": 2, "max_length": 10},
                 },
+                "safety": {
+                    "classifier": {"checkpoint": str(checkpoint), "config_folder": str(config_folder)}
+                },
             }
         )
     )
-    first = chat(config, ["Hello, how are you doing today?", "", "Do you have any pets?"])
+    first = chat(config, ["Hello, how are you doing today?", "", "I love walking my dog in the park"])
     assert first.returncode == 0, first.stderr
     replies = first.stdout.splitlines()
     assert len(replies) == 2  # one line per non-empty input line
@@ -52,7 +58,7 @@ def test_piped_console_chat_remembers_across_restarts(tmp_path: Path, blenderbot
     turns = document["conversations"][0]["turns"]
     assert [t["text"] for t in turns if t["role"] == "user"] == [
         "Hello, how are you doing today?",
-        "Do you have any pets?",
+        "I love walking my dog in the park",
     ]
     assert [t["role"] for t in turns] == ["user", "bot", "user", "bot"]
 

@@ -181,7 +181,7 @@ async def test_long_reply_split_in_order(dc: Setup) -> None:
     await replies(dc.fake, DM_CHANNEL_ID)
     message = dc.adapter.client._connection._messages[-1]  # type: ignore[index]
     words = " ".join(f"word{i}" for i in range(900))
-    await dc.adapter._send(message, Reply(words), reference=False)
+    await dc.adapter._send(message.channel, Reply(words), reference=None)
     parts = (await replies(dc.fake, DM_CHANNEL_ID, 2))[1:]
     assert len(parts) >= 3 and all(len(p) <= 2000 for p in parts)
     assert " ".join(parts) == words  # in order, never cut inside a word

@@ -30,7 +30,9 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
             pytest.skip(f"{POSTGRES_ENV} is not set, so no PostgreSQL server to test against")
         cleaner = await MemoryStore.open(url)
         async with cleaner.engine.begin() as conn:
-            await conn.execute(text("DROP TABLE IF EXISTS turns, conversations, alembic_version CASCADE"))
+            await conn.execute(
+                text("DROP TABLE IF EXISTS inbox, turns, conversations, alembic_version CASCADE")
+            )
         await cleaner.close()
     s = await MemoryStore.open(url)
     yield s
@@ -120,7 +122,7 @@ async def test_reopening_keeps_data_and_migrations_are_idempotent(tmp_path: Path
     assert [t.text for t in await second.context_turns(DM)] == ["persisted"]
     async with second.engine.connect() as conn:
         assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
-        assert (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0001"
+        assert (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0002"
     await second.close()
     mode = stat.S_IMODE((tmp_path / "d" / "blenderd.sqlite3").stat().st_mode)
     assert mode == 0o600

@@ -240,7 +240,7 @@ async def safe_core(
 ) -> AsyncIterator[tuple[ChatCore, ScriptedModel]]:
     config = tiny_config(tmp_path / "data", blenderbot_dir, safety=safety_section(detoxify_files))
     memory = await MemoryStore.open(default_url(config.data_dir))
-    scripted = ScriptedModel(model.load(blenderbot_dir, device="cpu"), ["I like dogs"])
+    scripted = ScriptedModel(model.load(blenderbot_dir, device="cpu"), [CLEAN[0]])
     worker = ModelWorker(lambda: scripted, overrides=config.model.generation.overrides())
     await worker.start()
     safety = SafetyChecker.from_config(config.safety, config.data_dir)
@@ -262,7 +262,7 @@ async def test_toxic_input_never_reaches_the_model(safe_core: tuple[ChatCore, Sc
     assert await ask(core, TOXIC[0]) == core.config.safety.blocked_input_reply  # the classifier's catch
     assert await ask(core, "fuck you") == core.config.safety.blocked_input_reply  # the matcher's catch
     assert scripted.calls == []
-    assert await ask(core, CLEAN[0]) == "I like dogs"
+    assert await ask(core, CLEAN[1]) == CLEAN[0]
     assert len(scripted.inputs) == 1
     tokenizer = scripted.inner.tokenizer
     assert isinstance(tokenizer, model.tokenizer.BlenderbotTokenizer)
@@ -270,7 +270,7 @@ async def test_toxic_input_never_reaches_the_model(safe_core: tuple[ChatCore, Sc
     assert "worthless" not in decoded and "fuck" not in decoded  # blocked turns never enter a context
     exported = await core.memory.export("test", "u")
     flags = [(t["text"], t["blocked"]) for t in exported["conversations"][0]["turns"] if t["role"] == "user"]
-    assert flags == [(TOXIC[0], True), ("fuck you", True), (CLEAN[0], False)]
+    assert flags == [(TOXIC[0], True), ("fuck you", True), (CLEAN[1], False)]
     blocks = core.metrics.render().decode()
     assert 'blenderd_safety_blocks_total{direction="input",stage="classifier"} 1.0' in blocks
     assert 'blenderd_safety_blocks_total{direction="input",stage="wordlist"} 1.0' in blocks
@@ -280,10 +280,10 @@ async def test_toxic_best_reply_is_replaced_by_the_next_safe_candidate(
     safe_core: tuple[ChatCore, ScriptedModel],
 ) -> None:
     core, scripted = safe_core
-    scripted.texts = [TOXIC[1], "shit happens", "I enjoy hiking in the mountains", "later candidate"]
-    assert await ask(core, "what do you think?") == "I enjoy hiking in the mountains"
+    scripted.texts = [TOXIC[1], "shit happens", CLEAN[6], CLEAN[7]]
+    assert await ask(core, CLEAN[2]) == CLEAN[6]
     turns = await core.memory.context_turns(ConversationKey("test", "c", "u"))
-    assert [t.text for t in turns] == ["what do you think?", "I enjoy hiking in the mountains"]
+    assert [t.text for t in turns] == [CLEAN[2], CLEAN[6]]
 
 
 async def test_all_candidates_unsafe_gives_the_change_of_topic_reply(
@@ -291,7 +291,7 @@ async def test_all_candidates_unsafe_gives_the_change_of_topic_reply(
 ) -> None:
     core, scripted = safe_core
     scripted.texts = [TOXIC[2], "fuck that", TOXIC[3]]
-    assert await ask(core, "tell me something") == core.config.safety.fallback_reply
+    assert await ask(core, CLEAN[3]) == core.config.safety.fallback_reply
     assert 'direction="reply"' in core.metrics.render().decode()
 
 
