@@ -10,6 +10,8 @@ from contextlib import asynccontextmanager, suppress
 from typing import TypeVar
 
 from bot.config import PlatformConfig
+from bot.core import ChatCore
+from bot.messages import Incoming
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +94,57 @@ async def with_retries(
             )
             await asyncio.sleep(wait)
     raise AssertionError("unreachable")
+
+
+class Intake:
+    """Messages in arrival order: each is written to the inbox, then handled in a task of its own.
+
+    Handling tasks start in arrival order, which keeps each conversation's order (the core takes
+    its per-conversation lock before its first await).
+    """
+
+    def __init__(self, core: ChatCore) -> None:
+        self.core = core
+        self._queue: asyncio.Queue[tuple[Incoming, Callable[[int | None], Awaitable[None]]]] = asyncio.Queue()
+        self._consumer: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        self._consumer = asyncio.create_task(self._run(), name="intake")
+
+    def put(self, incoming: Incoming, handle: Callable[[int | None], Awaitable[None]]) -> None:
+        self._queue.put_nowait((incoming, handle))
+
+    async def accept_then_spawn(
+        self, incoming: Incoming, handle: Callable[[int | None], Awaitable[None]]
+    ) -> None:
+        """Persist ``incoming`` now and start handling it; a redelivered message is dropped."""
+        new, inbox_id = await self.core.accept(incoming)
+        if new:
+            task = asyncio.create_task(_logged(handle(inbox_id)))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self) -> None:
+        while True:
+            incoming, handle = await self._queue.get()
+            try:
+                await self.accept_then_spawn(incoming, handle)
+            except Exception:
+                logger.exception("could not store an incoming %s message", incoming.platform)
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            self._consumer.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._consumer
+
+
+async def _logged(work: Awaitable[None]) -> None:
+    try:
+        await work
+    except Exception:
+        logger.exception("handling a message failed; it stays pending and is answered after a restart")
 
 
 def admitted(config: PlatformConfig, *, user_id: str, chat_id: str) -> bool:

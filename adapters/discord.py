@@ -20,7 +20,7 @@ import aiohttp
 import discord
 from discord import app_commands
 
-from adapters.common import admitted, split_reply, strip_prefix, typing, with_retries
+from adapters.common import Intake, admitted, split_reply, strip_prefix, typing, with_retries
 from bot.commands import COMMANDS
 from bot.config import DiscordConfig
 from bot.core import ChatCore
@@ -128,12 +128,14 @@ class DiscordAdapter:
 
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self.intake = Intake(core)
 
     @property
     def connected(self) -> bool:
         return self.client.is_ready() and not self.client.is_closed()
 
     async def start(self) -> None:
+        self.intake.start()
         await self.client.login(self._token)
         self._task = asyncio.create_task(self._gateway(), name="discord-gateway")
         ready = asyncio.create_task(self.client.wait_until_ready())
@@ -175,6 +177,7 @@ class DiscordAdapter:
     async def stop(self) -> None:
         self._stopping = True
         await self.client.close()
+        await self.intake.stop()
         if self._task is not None:
             try:
                 await self._task
@@ -186,18 +189,17 @@ class DiscordAdapter:
         if me is None:
             return
         incoming = to_incoming(message, me=me, config=self.config)
-        if incoming is None:
-            return
+        if incoming is not None:
+            self.intake.put(incoming, functools.partial(self._handle, incoming, message))
+
+    async def _handle(self, incoming: Incoming, message: discord.Message, inbox_id: int | None) -> None:
         channel = message.channel
         reference = message.to_reference(fail_if_not_exists=False) if not incoming.is_private else None
-        try:
-            async with typing(channel.typing, TYPING_EVERY):
-                await self.core.handle(
-                    incoming, deliver=functools.partial(self._send, channel, reference=reference)
-                )
-        except Exception:
-            logger.exception(
-                "discord: a message in channel %s stays pending; it is answered after a restart", channel.id
+        async with typing(channel.typing, TYPING_EVERY):
+            await self.core.handle(
+                incoming,
+                deliver=functools.partial(self._send, channel, reference=reference),
+                accepted=inbox_id,
             )
 
     def deliver_to(self, pending: PendingMessage) -> Callable[[Reply], Awaitable[None]]:

@@ -7,19 +7,21 @@ reverse on stop) and sends replies as plain text.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import functools
 import logging
 import warnings
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from typing import Any
 
 from telegram import BotCommand, Message, Update, User
 from telegram.constants import ChatAction, ChatType
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter
-from telegram.ext import Application, ContextTypes, MessageHandler, filters
+from telegram.ext import Application
 
-from adapters.common import admitted, split_reply, strip_prefix, typing, with_retries
+from adapters.common import Intake, admitted, split_reply, strip_prefix, typing, with_retries
 from bot.commands import COMMANDS
 from bot.config import TelegramConfig
 from bot.core import ChatCore
@@ -31,6 +33,7 @@ logger = logging.getLogger(__name__)
 PLATFORM = "telegram"
 LIMIT = 4096
 TYPING_EVERY = 4.0  # Telegram shows "typing" for 5 s
+POLL_TIMEOUT = 10  # seconds a getUpdates long poll waits for news
 _MEDIA = (
     "sticker",
     "photo",
@@ -112,6 +115,9 @@ def _retry_after(exc: BaseException) -> float | None:
 
 
 class TelegramAdapter:
+    """Long-polls getUpdates itself (PTB's Application with ``updater(None)``): each batch is written
+    to the inbox before the next call confirms it to Telegram, so a crash loses no message."""
+
     name = PLATFORM
 
     def __init__(self, core: ChatCore, config: TelegramConfig, token: str) -> None:
@@ -122,19 +128,20 @@ class TelegramAdapter:
             .token(token)
             .base_url(config.api_base_url)
             .base_file_url(config.api_base_file_url)
-            .concurrent_updates(256)  # the core keeps each conversation in order
+            .updater(None)
         )
         if config.proxy:
             builder = builder.proxy(config.proxy).get_updates_proxy(config.proxy)
         self.app: Application[Any, Any, Any, Any, Any, Any] = builder.build()
-        self.app.add_handler(MessageHandler(filters.UpdateType.MESSAGE, self._on_message))
-        self.app.add_error_handler(self._on_error)
+        self.intake = Intake(core)
         self._me: User | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._offset: int | None = None
+        self._polling_ok = False
 
     @property
     def connected(self) -> bool:
-        updater = self.app.updater
-        return bool(self.app.running and updater is not None and updater.running)
+        return self._poller is not None and not self._poller.done() and self._polling_ok
 
     async def start(self) -> None:
         await self.app.initialize()
@@ -145,46 +152,80 @@ class TelegramAdapter:
             what="telegram setMyCommands",
             retry_after=_retry_after,
         )
-        await self.app.start()
-        assert self.app.updater is not None
-        await self.app.updater.start_polling(
-            poll_interval=0.0, timeout=dt.timedelta(seconds=10), allowed_updates=[Update.MESSAGE]
+        await with_retries(
+            self.app.bot.delete_webhook, what="telegram deleteWebhook", retry_after=_retry_after
         )
+        self._polling_ok = True
+        self._poller = asyncio.create_task(self._poll(), name="telegram-poll")
         logger.info("telegram connected as @%s", self._me.username)
 
-    async def stop_intake(self) -> None:
-        """Stop polling: updates not fetched yet stay on Telegram's side for the next start."""
-        if self.app.updater is not None and self.app.updater.running:
-            await self.app.updater.stop()  # confirms the last offset: fetched updates are not redelivered
+    async def _poll(self) -> None:
+        delay = 1.0
+        while True:
+            try:
+                updates = await self.app.bot.get_updates(
+                    offset=self._offset, timeout=POLL_TIMEOUT, allowed_updates=[Update.MESSAGE]
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._polling_ok = False
+                wait = _retry_after(exc)
+                if wait is None and isinstance(exc, InvalidToken):
+                    logger.error("telegram rejected the token; polling stops")
+                    return
+                logger.warning(
+                    "telegram getUpdates failed (%s); retrying in %.0f s",
+                    exc.__class__.__name__,
+                    max(wait or 0, delay),
+                )
+                await asyncio.sleep(max(wait or 0, delay))
+                delay = min(delay * 2, 60.0)
+                continue
+            self._polling_ok, delay = True, 1.0
+            for update in updates:
+                await self._take(update)  # stored before the next getUpdates confirms it
+                self._offset = update.update_id + 1
 
-    async def stop(self) -> None:
-        await self.stop_intake()
-        if self.app.running:
-            await self.app.stop()
-        await self.app.shutdown()
-
-    async def _on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    async def _take(self, update: Update) -> None:
         message = update.message
         if message is None or self._me is None:
             return
         incoming = to_incoming(message, me=self._me, config=self.config)
         if incoming is None:
             return
-        chat_id = message.chat.id
-        reply_to = None if incoming.is_private else message.message_id
-        try:
-            async with typing(
-                lambda: self.app.bot.send_chat_action(chat_id, ChatAction.TYPING), TYPING_EVERY
-            ):
-                await self.core.handle(
-                    incoming,
-                    bot_username=self._me.username,
-                    deliver=functools.partial(self._send, chat_id, reply_to=reply_to),
-                )
-        except Exception:
-            logger.exception(
-                "telegram: a message in chat %s stays pending; it is answered after a restart", chat_id
+        await self.intake.accept_then_spawn(
+            incoming, functools.partial(self._handle, incoming, message.chat.id, message.message_id)
+        )
+
+    async def _handle(self, incoming: Incoming, chat_id: int, message_id: int, inbox_id: int | None) -> None:
+        assert self._me is not None
+        reply_to = None if incoming.is_private else message_id
+        async with typing(lambda: self.app.bot.send_chat_action(chat_id, ChatAction.TYPING), TYPING_EVERY):
+            await self.core.handle(
+                incoming,
+                bot_username=self._me.username,
+                deliver=functools.partial(self._send, chat_id, reply_to=reply_to),
+                accepted=inbox_id,
             )
+
+    async def stop_intake(self) -> None:
+        """Stop polling; updates not fetched yet stay on Telegram's side for the next start."""
+        if self._poller is None:
+            return
+        self._poller.cancel()
+        with suppress(asyncio.CancelledError):
+            await self._poller
+        self._polling_ok = False
+        if self._offset is not None:  # confirm what was stored, as a clean stop
+            with suppress(Exception):
+                await self.app.bot.get_updates(
+                    offset=self._offset, timeout=0, allowed_updates=[Update.MESSAGE]
+                )
+
+    async def stop(self) -> None:
+        await self.stop_intake()
+        await self.app.shutdown()
 
     def deliver_to(self, pending: PendingMessage) -> Callable[[Reply], Awaitable[None]]:
         """How to send the reply to a message recovered after a crash."""
@@ -224,6 +265,3 @@ class TelegramAdapter:
         except Exception:
             logger.error("telegram: could not deliver a reply to chat %s after retries", chat_id)
             raise
-
-    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        logger.error("telegram handler error: %r", context.error, exc_info=context.error)

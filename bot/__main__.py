@@ -117,9 +117,29 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if not _is_user_error(exc):
             raise
-        logger.error("%s", exc)
+        logger.error("%s%s", exc, _fix_for(exc))
         return 2
     return 0
+
+
+def _fix_for(exc: Exception) -> str:
+    """The usual fix, when the error's own message does not say it."""
+    from memory import MemoryStoreError
+    from model import CheckpointError
+
+    if isinstance(exc, CheckpointError):
+        return (
+            " (the checkpoint is damaged or incomplete: delete its folder and run `python -m bot download`, "
+            "or point model.source at a good checkpoint)"
+        )
+    if isinstance(exc, MemoryStoreError):
+        return (
+            " (check database.url or BLENDERD_DATABASE_URL, that the database server is running, "
+            "and that data_dir is writable and not full)"
+        )
+    if isinstance(exc, OSError) and not isinstance(exc, ConnectionError):
+        return " (check that data_dir is a writable folder with free space)"
+    return ""
 
 
 def _is_user_error(exc: Exception) -> bool:

@@ -58,7 +58,10 @@ class App:
 
     async def start(self) -> None:
         c = self.config
-        Path(c.data_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            Path(c.data_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise OSError(f"data_dir {c.data_dir} cannot be created: {exc.strerror}") from None
         self._safety = SafetyChecker.from_config(c.safety, Path(c.data_dir))
         await self._safety.start()  # fails closed, before anything else is opened
         try:

@@ -96,12 +96,29 @@ class ChatCore:
             if entry.users == 0:
                 del self._locks[key]
 
+    async def accept(self, message: Incoming) -> tuple[bool, int | None]:
+        """Write a platform message to the inbox as it arrives: (new, inbox id).
+
+        Adapters call this in arrival order, before confirming the message to the platform. A
+        message seen before (a redelivery) is not new: it was answered, or recovery answers it.
+        """
+        if message.message_id is None:
+            return True, None
+        key = ConversationKey(message.platform, message.chat_id, message.user_id)
+        inbox_id = await self.memory.accept(
+            key, message.message_id, message.text, is_private=message.is_private
+        )
+        if inbox_id is None:
+            logger.info("a redelivered %s message was accepted before; not answered again", message.platform)
+        return inbox_id is not None, inbox_id
+
     async def handle(
         self,
         message: Incoming,
         *,
         bot_username: str | None = None,
         deliver: Deliver | None = None,
+        accepted: int | None = None,
     ) -> Reply | None:
         """Answer ``message``; None when it is not for this bot (a command for another bot, a redelivery).
 
@@ -114,7 +131,7 @@ class ChatCore:
         self._idle.clear()
         self.metrics.messages_in.labels(message.platform).inc()
         try:
-            reply = await self._handle(message, bot_username, deliver)
+            reply = await self._handle(message, bot_username, deliver, accepted)
         finally:
             self._inflight -= 1
             if self._inflight == 0:
@@ -124,12 +141,14 @@ class ChatCore:
         return reply
 
     async def _handle(
-        self, message: Incoming, bot_username: str | None, deliver: Deliver | None
+        self, message: Incoming, bot_username: str | None, deliver: Deliver | None, accepted: int | None
     ) -> Reply | None:
         key = ConversationKey(message.platform, message.chat_id, message.user_id)
         text = None if message.text is None else _clean(message.text)
         command = parse_command(text, bot_username=bot_username) if text and text.startswith("/") else None
         if text and text.startswith("/") and command is None and _addresses_other_bot(text):
+            if accepted is not None:
+                await self.memory.settle(accepted, "ignored")
             return None
         chat = bool(text) and command is None
         if chat:  # decided before any await, so arrival order is kept into the conversation lock
@@ -137,16 +156,15 @@ class ChatCore:
             if early is not None:
                 if deliver is not None:
                     await deliver(early)
+                if accepted is not None:
+                    await self.memory.settle(accepted, "answered")
                 return early
         try:
             async with self._conversation(key):
-                inbox_id = None
-                if message.message_id is not None:
-                    inbox_id = await self.memory.accept(
-                        key, message.message_id, message.text, is_private=message.is_private
-                    )
-                    if inbox_id is None:
-                        logger.info("a redelivered %s message was already accepted; ignored", key.platform)
+                inbox_id = accepted
+                if inbox_id is None and message.message_id is not None:
+                    new, inbox_id = await self.accept(message)
+                    if not new:
                         return None
                 reply = await self._respond(key, text, command, inbox_id)
                 if deliver is not None:

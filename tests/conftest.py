@@ -33,3 +33,17 @@ def detoxify_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
     from tests.checkpoints import build_detoxify
 
     return build_detoxify(tmp_path_factory.mktemp("detoxify"))
+
+
+@pytest.fixture(scope="session")
+def heavy_blenderbot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bigger random Blenderbot whose generation takes long enough to be caught mid-way."""
+    shape = {
+        "d_model": 256,
+        "encoder_ffn_dim": 1024,
+        "decoder_ffn_dim": 1024,
+        "decoder_layers": 6,
+        "encoder_attention_heads": 4,
+        "decoder_attention_heads": 4,
+    }
+    return build_blenderbot(tmp_path_factory.mktemp("heavy"), shape=shape)

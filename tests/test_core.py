@@ -96,21 +96,9 @@ async def test_concurrent_conversations_are_batched(make_harness: Callable[..., 
 
 
 async def test_event_loop_stays_responsive_during_generation(
-    make_harness: Callable[..., Any], tmp_path: Path
+    make_harness: Callable[..., Any], heavy_blenderbot_dir: Path
 ) -> None:
-    from tests.checkpoints import build_blenderbot
-
-    heavy = build_blenderbot(
-        tmp_path / "heavy",
-        shape={
-            "d_model": 256,
-            "encoder_ffn_dim": 1024,
-            "decoder_ffn_dim": 1024,
-            "decoder_layers": 6,
-            "encoder_attention_heads": 4,
-            "decoder_attention_heads": 4,
-        },
-    )
+    heavy = heavy_blenderbot_dir
     h = await make_harness(
         model={"source": str(heavy), "generation": {"num_beams": 4, "max_length": 40, "min_length": 40}}
     )
