@@ -248,3 +248,15 @@ def test_enabled_platform_without_token_is_a_clear_error(
     config = tiny_config(tmp_path, blenderbot_dir, discord={"enabled": True})
     with pytest.raises(ConfigError, match="discord is enabled in the config but DISCORD_TOKEN is not set"):
         platform_tokens(config)
+
+
+async def test_hostile_mentions_never_ping(dc: Setup) -> None:
+    await dc.fake.send_message(ALICE, "@everyone @here <@&123> hi", channel_id=DM_CHANNEL_ID, guild=False)
+    await replies(dc.fake, DM_CHANNEL_ID)
+    await dc.adapter._send(
+        dc.adapter.client.get_partial_messageable(DM_CHANNEL_ID),
+        Reply("@everyone <@&123> look!"),
+        reference=None,
+    )
+    sent = dc.fake.posted(messages_path(DM_CHANNEL_ID))
+    assert len(sent) == 2 and all((c.json or {}).get("allowed_mentions") == {"parse": []} for c in sent)
