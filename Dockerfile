@@ -26,8 +26,9 @@ COPY adapters ./adapters
 COPY bot ./bot
 COPY memory ./memory
 COPY model ./model
+COPY safety ./safety
 # hadolint ignore=DL3013
-RUN pip install . && rm -rf /app/adapters /app/bot /app/memory /app/model
+RUN pip install . && rm -rf /app/adapters /app/bot /app/memory /app/model /app/safety
 
 COPY docker/config.yaml /app/config.yaml
 

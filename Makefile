@@ -27,7 +27,17 @@ install-dev: $(VENV)/.installed-dev
 chat: $(VENV)/.installed
 	$(BIN)/python -m bot chat
 
-check: $(VENV)/.installed-dev
+# The web chat's browser test drives Debian's Chromium (no browser download). Installed here when
+# missing and this is a root shell with apt-get (CI); elsewhere, install both packages yourself.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+	else \
+		echo "note: install Debian's chromium and chromium-driver to run the browser test"; \
+	fi
+
+check: $(VENV)/.installed-dev | $(CHROMIUM)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy .

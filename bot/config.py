@@ -136,6 +136,12 @@ class DiscordConfig(PlatformConfig):
         return value
 
 
+class WebConfig(_Section):
+    # The web chat at /chat on the HTTP server (http.host and http.port). An access token, when
+    # wanted, comes from BLENDERD_WEB_TOKEN; the page is then opened once as /chat?token=<token>.
+    enabled: bool = False
+
+
 class WordlistConfig(_Section):
     enabled: bool = True
     extra: tuple[str, ...] = ()  # more phrases to block
@@ -208,6 +214,7 @@ class Config(_Section):
     shutdown: ShutdownConfig = ShutdownConfig()
     recovery: RecoveryConfig = RecoveryConfig()
     safety: SafetyConfig = SafetyConfig()
+    web: WebConfig = WebConfig()
 
     @field_validator("persona")
     @classmethod

@@ -13,7 +13,10 @@ import signal
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
+from aiohttp import web
+
 from bot.app import App
+from bot.config import ConfigError
 from bot.core import ChatCore
 from bot.httpserver import HttpServer
 from bot.messages import Reply
@@ -39,8 +42,19 @@ class Adapter(Protocol):
     async def stop(self) -> None: ...
 
 
+class HttpAdapter(Adapter, Protocol):
+    def routes(self) -> list[web.RouteDef]: ...
+
+
 class Daemon:
-    def __init__(self, app: App, make_adapters: Callable[[ChatCore], Sequence[Adapter]]) -> None:
+    def __init__(
+        self,
+        app: App,
+        make_adapters: Callable[[ChatCore], Sequence[Adapter]],
+        *,
+        web: HttpAdapter | None = None,
+    ) -> None:
+        """``web``: an adapter served by the daemon's HTTP server (its routes are added before it starts)."""
         self.app = app
         self.http: HttpServer | None = None
         if app.config.http.enabled:
@@ -50,6 +64,11 @@ class Daemon:
                 port=app.config.http.port,
                 platforms=lambda: {a.name: a.connected for a in self.adapters},
             )
+        if web is not None:
+            if self.http is None:
+                raise ConfigError("web.enabled needs http.enabled: the web chat is served by the HTTP server")
+            self.http.app.add_routes(web.routes())
+        self._web = web
         self._make_adapters = make_adapters
         self.adapters: list[Adapter] = []
         self.grace_seconds = app.config.shutdown.grace_seconds
@@ -90,6 +109,8 @@ class Daemon:
             raise
         try:
             self.adapters = list(self._make_adapters(self.app.core))
+            if self._web is not None:
+                self.adapters.append(self._web)
             for adapter in self.adapters:
                 await adapter.start()
                 self._started.append(adapter)

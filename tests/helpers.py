@@ -55,3 +55,23 @@ class CountingModel:
         if self.delay:
             time.sleep(self.delay)
         return self.inner.generate(inputs, settings)
+
+
+class ScriptedModel(CountingModel):
+    """The real tiny model for everything but the candidate texts, which the test chooses."""
+
+    def __init__(self, inner: Generator, texts: list[str], *, delay: float = 0.0) -> None:
+        super().__init__(inner, delay=delay)
+        self.texts = texts
+        self.inputs: list[list[int]] = []
+
+    def generate(
+        self, inputs: Sequence[Sequence[int]], settings: GenerationSettings | None = None
+    ) -> list[list[Hypothesis]]:
+        self.inputs.extend(list(x) for x in inputs)
+        texts = list(self.texts)  # as they are when the request arrives
+        real = super().generate(inputs, settings)
+        return [
+            [Hypothesis(tokens=hs[0].tokens, text=t, score=-float(i)) for i, t in enumerate(texts)]
+            for hs in real
+        ]

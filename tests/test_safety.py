@@ -6,7 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,9 @@ from bot.messages import Incoming
 from bot.worker import ModelWorker
 from memory import ConversationKey, MemoryStore
 from memory.store import default_url
-from model import GenerationSettings, Hypothesis
 from safety import PhraseMatcher, SafetyChecker, SafetyError
 from tests.checkpoints import CLEAN, TOXIC
-from tests.helpers import CountingModel, tiny_config
+from tests.helpers import ScriptedModel, tiny_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -213,25 +212,6 @@ def test_running_without_the_classifier_is_said_at_start(tmp_path: Path, blender
     )
     assert result.returncode == 0
     assert "running WITHOUT the toxicity classifier" in result.stderr
-
-
-class ScriptedModel(CountingModel):
-    """The real tiny model for everything but the candidate texts, which the test chooses."""
-
-    def __init__(self, inner: Any, texts: list[str]) -> None:
-        super().__init__(inner)
-        self.texts = texts
-        self.inputs: list[list[int]] = []
-
-    def generate(
-        self, inputs: Sequence[Sequence[int]], settings: GenerationSettings | None = None
-    ) -> list[list[Hypothesis]]:
-        self.inputs.extend(list(x) for x in inputs)
-        real = super().generate(inputs, settings)
-        return [
-            [Hypothesis(tokens=hs[0].tokens, text=t, score=-float(i)) for i, t in enumerate(self.texts)]
-            for hs in real
-        ]
 
 
 @pytest.fixture
