@@ -14,6 +14,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -66,7 +67,7 @@ class _Request:
 class WorkerStats:
     batches: int = 0
     requests: int = 0
-    batch_sizes: list[int] = field(default_factory=list)
+    batch_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=1000))  # the most recent
     last_seconds: float = 0.0
 
 

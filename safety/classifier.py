@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -101,7 +102,7 @@ class ToxicityClassifier:
         self._model: Any = None
         self._pending: list[tuple[str, asyncio.Future[Scores]]] = []
         self._timer: asyncio.TimerHandle | None = None
-        self.batches: list[int] = []
+        self.batches: deque[int] = deque(maxlen=1000)  # sizes of the most recent batches
 
     async def start(self) -> None:
         self._model = await asyncio.get_running_loop().run_in_executor(self._executor, self._load)

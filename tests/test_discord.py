@@ -74,28 +74,13 @@ async def test_guild_needs_mention_reply_or_prefix(dc: Setup) -> None:
     await replies(dc.fake, CHANNEL_ID, 1)
     first = dc.fake.posted(messages_path(CHANNEL_ID))[0].json or {}
     assert first["message_reference"]["message_id"]  # answered as a reply to the mention
-    mine: dict[str, object] = {
-        "id": "555",
-        "channel_id": str(CHANNEL_ID),
-        "author": dc.fake.me,
-        "content": "earlier",
-        "timestamp": "2026-01-01T00:00:00+00:00",
-        "edited_timestamp": None,
-        "tts": False,
-        "mention_everyone": False,
-        "mentions": [],
-        "mention_roles": [],
-        "attachments": [],
-        "embeds": [],
-        "pinned": False,
-        "type": 0,
-    }
+    mine = dc.fake.message(dc.fake.me, "earlier", CHANNEL_ID)
     await dc.fake.send_message(
         BOB,
         "replying to the bot",
         type=19,
         referenced_message=mine,
-        message_reference={"message_id": "555", "channel_id": str(CHANNEL_ID)},
+        message_reference={"message_id": mine["id"], "channel_id": str(CHANNEL_ID)},
     )
     await replies(dc.fake, CHANNEL_ID, 2)
     await dc.fake.send_message(BOB, "!bb with the prefix")

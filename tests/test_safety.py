@@ -23,6 +23,7 @@ from memory.store import default_url
 from safety import PhraseMatcher, SafetyChecker, SafetyError
 from tests.checkpoints import CLEAN, TOXIC
 from tests.helpers import ScriptedModel, tiny_config
+from tests.test_bad_env import base_config, one_line_error, run_bot
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -161,55 +162,16 @@ async def test_thresholds_come_from_the_config(detoxify_files: tuple[Path, Path]
 
 
 def test_fail_closed_when_the_classifier_cannot_load(tmp_path: Path, blenderbot_dir: Path) -> None:
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "data_dir": str(tmp_path / "data"),
-                "model": {"source": str(blenderbot_dir), "device": "cpu"},
-                "safety": {
-                    "classifier": {
-                        "checkpoint": str(tmp_path / "missing.ckpt"),
-                        "config_folder": str(tmp_path),
-                    }
-                },
-            }
-        )
-    )
-    result = subprocess.run(
-        [sys.executable, "-m", "bot", "--config", str(config), "chat"],
-        input="hello\n",
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 2
+    classifier = {"checkpoint": str(tmp_path / "missing.ckpt"), "config_folder": str(tmp_path)}
+    config = base_config(tmp_path, blenderbot_dir, safety={"classifier": classifier})
+    result = run_bot(config, tmp_path, "chat")
+    line = one_line_error(result)
     assert result.stdout == ""  # nothing was answered
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "safety classifier could not be loaded" in lines[0], result.stderr
-    assert "safety.classifier.enabled: false" in lines[0]
+    assert "safety classifier could not be loaded" in line and "safety.classifier.enabled: false" in line
 
 
 def test_running_without_the_classifier_is_said_at_start(tmp_path: Path, blenderbot_dir: Path) -> None:
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "data_dir": str(tmp_path / "data"),
-                "model": {"source": str(blenderbot_dir), "device": "cpu"},
-                "safety": {"classifier": {"enabled": False}},
-            }
-        )
-    )
-    result = subprocess.run(
-        [sys.executable, "-m", "bot", "--config", str(config), "chat"],
-        input="hello\n",
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_bot(base_config(tmp_path, blenderbot_dir), tmp_path, "chat")
     assert result.returncode == 0
     assert "running WITHOUT the toxicity classifier" in result.stderr
 

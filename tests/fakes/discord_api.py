@@ -12,12 +12,13 @@ import asyncio
 import itertools
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import BodyPartReader, WSMsgType, web
+
+from tests.fakes.server import FakeServer
 
 BOT_ID = 1000
 APP_ID = 1001
@@ -59,8 +60,9 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
     )
 
 
-class FakeDiscord:
+class FakeDiscord(FakeServer):
     def __init__(self) -> None:
+        super().__init__()
         self.me = user(BOT_ID, "blenderd", bot=True)
         self.calls: list[Call] = []
         self.failures: dict[tuple[str, str], list[tuple[int, dict[str, Any]]]] = {}
@@ -68,8 +70,6 @@ class FakeDiscord:
         self._ids = itertools.count(10_000)
         self._sockets: list[web.WebSocketResponse] = []
         self._seq = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     @property
     def api_base(self) -> str:
@@ -79,34 +79,20 @@ class FakeDiscord:
     def gateway(self) -> str:
         return f"ws://127.0.0.1:{self.port}/gateway"
 
-    async def start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/gateway", self._gateway)
         app.router.add_route("*", "/api/v10/{path:.*}", self._rest)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def stop(self) -> None:
         for ws in self._sockets:
             await ws.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await super().stop()
 
     # -- what tests do --------------------------------------------------------------------
 
-    async def send_message(
-        self,
-        author: dict[str, Any],
-        content: str,
-        *,
-        channel_id: int = CHANNEL_ID,
-        guild: bool = True,
-        **extra: Any,
-    ) -> dict[str, Any]:
-        message: dict[str, Any] = {
+    def message(self, author: dict[str, Any], content: str, channel_id: int) -> dict[str, Any]:
+        """A message object as Discord sends it (no guild fields)."""
+        return {
             "id": str(next(self._ids)),
             "channel_id": str(channel_id),
             "author": author,
@@ -122,6 +108,17 @@ class FakeDiscord:
             "pinned": False,
             "type": 0,
         }
+
+    async def send_message(
+        self,
+        author: dict[str, Any],
+        content: str,
+        *,
+        channel_id: int = CHANNEL_ID,
+        guild: bool = True,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        message = self.message(author, content, channel_id)
         if guild:
             message["guild_id"] = str(GUILD_ID)
             message["member"] = {"roles": [], "joined_at": _now(), "deaf": False, "mute": False, "flags": 0}
@@ -164,13 +161,6 @@ class FakeDiscord:
 
     def posted(self, path: str) -> list[Call]:
         return [c for c in self.calls if c.method == "POST" and c.path == path]
-
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise TimeoutError("the fake Discord server did not see what the test waited for")
-            await asyncio.sleep(0.02)
 
     # -- gateway ------------------------------------------------------------------------------
 
@@ -333,25 +323,8 @@ class FakeDiscord:
                 ]
             )
         if request.method == "POST" and path.startswith("/channels/") and path.endswith("/messages"):
-            channel_id = path.split("/")[2]
-            return _json(
-                {
-                    "id": str(next(self._ids)),
-                    "channel_id": channel_id,
-                    "author": self.me,
-                    "content": (body or {}).get("content") or "",
-                    "timestamp": _now(),
-                    "edited_timestamp": None,
-                    "tts": False,
-                    "mention_everyone": False,
-                    "mentions": [],
-                    "mention_roles": [],
-                    "attachments": [],
-                    "embeds": [],
-                    "pinned": False,
-                    "type": 0,
-                }
-            )
+            channel_id = int(path.split("/")[2])
+            return _json(self.message(self.me, (body or {}).get("content") or "", channel_id))
         if request.method == "POST" and path.startswith("/interactions/"):
             return web.Response(status=204)
         return _json({})

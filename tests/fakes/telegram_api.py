@@ -11,11 +11,12 @@ import asyncio
 import itertools
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.server import FakeServer
 
 
 @dataclass
@@ -33,8 +34,9 @@ def _decode(value: str) -> Any:
         return value
 
 
-class FakeTelegram:
+class FakeTelegram(FakeServer):
     def __init__(self, token: str = "123:FAKE", *, username: str = "blenderd_bot") -> None:
+        super().__init__()
         self.token = token
         self.me = {
             "id": 999,
@@ -52,28 +54,19 @@ class FakeTelegram:
         self._message_ids = itertools.count(1)
         self._new_update = asyncio.Event()
         self._chats: dict[int, dict[str, Any]] = {}
-        self._runner: web.AppRunner | None = None
         self._closing = False
-        self.port = 0
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/bot"
 
-    async def start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def stop(self) -> None:
         self._closing = True
         self._new_update.set()  # release long polls still held open
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await super().stop()
 
     # -- what tests do --------------------------------------------------------------------
 
@@ -124,13 +117,6 @@ class FakeTelegram:
             for c in self.calls
             if c.method == method and (chat_id is None or str(c.params.get("chat_id")) == str(chat_id))
         ]
-
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise TimeoutError("the fake Telegram server did not see what the test waited for")
-            await asyncio.sleep(0.02)
 
     # -- the Bot API --------------------------------------------------------------------------
 
