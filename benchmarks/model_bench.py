@@ -10,6 +10,7 @@ and reports medians; ratio = ours / transformers time (lower is better, <= 1.00 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import statistics
@@ -82,10 +83,8 @@ def _trim() -> None:
     import gc
 
     gc.collect()
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: the numbers are then less exact
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: the numbers are then less exact
-        pass
 
 
 def _rss() -> int:
