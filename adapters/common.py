@@ -105,7 +105,9 @@ class Intake:
 
     def __init__(self, core: ChatCore) -> None:
         self.core = core
-        self._queue: asyncio.Queue[tuple[Incoming, Callable[[int | None], Awaitable[None]]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[Incoming, Callable[[int | None], Awaitable[None]]] | None] = (
+            asyncio.Queue()
+        )
         self._consumer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -126,18 +128,18 @@ class Intake:
             task.add_done_callback(self._tasks.discard)
 
     async def _run(self) -> None:
-        while True:
-            incoming, handle = await self._queue.get()
+        while (item := await self._queue.get()) is not None:
+            incoming, handle = item
             try:
                 await self.accept_then_spawn(incoming, handle)
             except Exception:
                 logger.exception("could not store an incoming %s message", incoming.platform)
 
     async def stop(self) -> None:
+        """Store what has arrived, then stop (never cancelled mid-write: that can wedge the driver)."""
         if self._consumer is not None:
-            self._consumer.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._consumer
+            self._queue.put_nowait(None)
+            await asyncio.wait({self._consumer})
 
 
 async def _logged(work: Awaitable[None]) -> None:

@@ -138,6 +138,8 @@ class TelegramAdapter:
         self._poller: asyncio.Task[None] | None = None
         self._offset: int | None = None
         self._polling_ok = False
+        self._stopping = False
+        self._fetch: asyncio.Future[Any] | None = None
 
     @property
     def connected(self) -> bool:
@@ -161,12 +163,18 @@ class TelegramAdapter:
 
     async def _poll(self) -> None:
         delay = 1.0
-        while True:
-            try:
-                updates = await self.app.bot.get_updates(
+        while not self._stopping:
+            # Only the network call is ever cancelled (by stop_intake); storing a batch runs to its end.
+            self._fetch = asyncio.ensure_future(
+                self.app.bot.get_updates(
                     offset=self._offset, timeout=POLL_TIMEOUT, allowed_updates=[Update.MESSAGE]
                 )
+            )
+            try:
+                updates = await self._fetch
             except asyncio.CancelledError:
+                if self._stopping:
+                    return
                 raise
             except Exception as exc:
                 self._polling_ok = False
@@ -213,9 +221,10 @@ class TelegramAdapter:
         """Stop polling; updates not fetched yet stay on Telegram's side for the next start."""
         if self._poller is None:
             return
-        self._poller.cancel()
-        with suppress(asyncio.CancelledError):
-            await self._poller
+        self._stopping = True
+        if self._fetch is not None:
+            self._fetch.cancel()
+        await asyncio.wait({self._poller})
         self._polling_ok = False
         if self._offset is not None:  # confirm what was stored, as a clean stop
             with suppress(Exception):

@@ -132,8 +132,10 @@ class Daemon:
                 await asyncio.wait_for(adapter.stop_intake(), timeout=self.grace_seconds)
             except Exception:
                 logger.exception("%s did not stop its intake cleanly", adapter.name)
-        for task in self._recovery:
-            task.cancel()
+        if self._recovery:  # let recovery finish what it started (a cancelled query can wedge the driver)
+            _, late = await asyncio.wait(self._recovery, timeout=self.grace_seconds)
+            for task in late:
+                task.cancel()
         if core is not None and not await core.wait_idle(self.grace_seconds):
             logger.warning("replies still in flight after %.0f s; cancelling them", self.grace_seconds)
         for adapter in reversed(self._started):

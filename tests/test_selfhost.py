@@ -194,3 +194,43 @@ async def test_shutdown_finishes_in_flight_replies_and_leaves_new_messages_for_l
     assert [u["message"]["text"] for u in fake.updates] == [
         "arrives during shutdown"
     ]  # kept for the next start
+
+
+async def test_a_second_signal_exits_at_once(tmp_path: Path, blenderbot_dir: Path) -> None:
+    fake = FakeTelegram()
+    await fake.start()
+    port = free_port()
+    (tmp_path / "config.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "data_dir": str(tmp_path / "data"),
+                "model": {"source": str(blenderbot_dir), "device": "cpu"},
+                "telegram": {"enabled": True, "api_base_url": fake.base_url},
+                "http": {"port": port},
+                "safety": {"classifier": {"enabled": False}},
+            }
+        )
+    )
+    env = {**os.environ, "TELEGRAM_TOKEN": fake.token, "PYTHONPATH": str(ROOT)}
+    daemon = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(240):
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.25)
+        daemon.send_signal(signal.SIGINT)
+        daemon.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(daemon.wait(), 30) == 1
+        assert daemon.stderr is not None
+        assert "second SIGINT: exiting now" in (await daemon.stderr.read()).decode()
+    finally:
+        if daemon.returncode is None:
+            daemon.kill()
+        await fake.stop()
