@@ -196,7 +196,7 @@ async def test_shutdown_finishes_in_flight_replies_and_leaves_new_messages_for_l
     ]  # kept for the next start
 
 
-async def test_a_second_signal_exits_at_once(tmp_path: Path, blenderbot_dir: Path) -> None:
+async def test_a_second_signal_exits_at_once(tmp_path: Path, heavy_blenderbot_dir: Path) -> None:
     fake = FakeTelegram()
     await fake.start()
     port = free_port()
@@ -204,7 +204,11 @@ async def test_a_second_signal_exits_at_once(tmp_path: Path, blenderbot_dir: Pat
         yaml.safe_dump(
             {
                 "data_dir": str(tmp_path / "data"),
-                "model": {"source": str(blenderbot_dir), "device": "cpu"},
+                "model": {
+                    "source": str(heavy_blenderbot_dir),
+                    "device": "cpu",
+                    "generation": {"num_beams": 10, "min_length": 64, "max_length": 64},
+                },
                 "telegram": {"enabled": True, "api_base_url": fake.base_url},
                 "http": {"port": port},
                 "safety": {"classifier": {"enabled": False}},
@@ -225,11 +229,16 @@ async def test_a_second_signal_exits_at_once(tmp_path: Path, blenderbot_dir: Pat
                 except aiohttp.ClientError:
                     pass
                 await asyncio.sleep(0.25)
+        fake.send(fake.chat(3), 3, "a slow reply keeps the graceful shutdown waiting")
+        await fake.wait_for(lambda: bool(fake.sent("sendChatAction", 3)))
+        daemon.send_signal(signal.SIGINT)  # graceful: waits for the reply in flight (seconds)
+        await asyncio.sleep(0.3)
         daemon.send_signal(signal.SIGINT)
-        daemon.send_signal(signal.SIGINT)
-        assert await asyncio.wait_for(daemon.wait(), 30) == 1
+        code = await asyncio.wait_for(daemon.wait(), 30)
         assert daemon.stderr is not None
-        assert "second SIGINT: exiting now" in (await daemon.stderr.read()).decode()
+        log = (await daemon.stderr.read()).decode()
+        assert code == 1, log[-3000:]
+        assert "second SIGINT: exiting now" in log
     finally:
         if daemon.returncode is None:
             daemon.kill()
