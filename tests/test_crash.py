@@ -43,26 +43,55 @@ async def wait_healthy(port: int, daemon: asyncio.subprocess.Process, timeout: f
     raise TimeoutError("the daemon never became healthy")
 
 
+def write_config(workdir: Path, checkpoint: Path, fake: FakeTelegram, port: int, **extra: object) -> None:
+    """A daemon whose replies take seconds (10 beams x 64 tokens on the heavier checkpoint)."""
+    (workdir / "config.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "data_dir": str(workdir / "data"),
+                "model": {
+                    "source": str(checkpoint),
+                    "device": "cpu",
+                    "generation": {"num_beams": 10, "min_length": 64, "max_length": 64},
+                },
+                "telegram": {"enabled": True, "api_base_url": fake.base_url},
+                "http": {"port": port},
+                "safety": {"classifier": {"enabled": False}},
+                **extra,
+            }
+        )
+    )
+
+
+async def test_a_second_signal_exits_at_once(tmp_path: Path, heavy_blenderbot_dir: Path) -> None:
+    fake = FakeTelegram(token=TOKEN)
+    await fake.start()
+    port = free_port()
+    write_config(tmp_path, heavy_blenderbot_dir, fake, port)
+    daemon = await start_daemon(tmp_path, tmp_path / "daemon.log")
+    try:
+        await wait_healthy(port, daemon)
+        fake.send(fake.chat(3), 3, "a slow reply keeps the graceful shutdown waiting")
+        await fake.wait_for(lambda: bool(fake.sent("sendChatAction", 3)))
+        daemon.send_signal(signal.SIGINT)  # graceful: waits for the reply in flight (seconds)
+        await asyncio.sleep(0.3)
+        daemon.send_signal(signal.SIGINT)
+        code = await asyncio.wait_for(daemon.wait(), 30)
+    finally:
+        if daemon.returncode is None:
+            daemon.kill()
+        await fake.stop()
+    log = (tmp_path / "daemon.log").read_text()
+    assert code == 1, log[-3000:]
+    assert "second SIGINT: exiting now" in log
+
+
 async def test_kill_9_mid_generation_then_restart(tmp_path: Path, heavy_blenderbot_dir: Path) -> None:
     fake = FakeTelegram(token=TOKEN)
     await fake.start()
     port = free_port()
-    (tmp_path / "config.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "data_dir": str(tmp_path / "data"),
-                "model": {
-                    "source": str(heavy_blenderbot_dir),
-                    "device": "cpu",
-                    "generation": {"num_beams": 4, "min_length": 60, "max_length": 60},
-                },
-                "telegram": {"enabled": True, "api_base_url": fake.base_url},
-                "http": {"port": port},
-                "logging": {"level": "DEBUG"},
-                "safety": {"classifier": {"enabled": False}},
-                "worker": {"max_batch": 1},
-            }
-        )
+    write_config(
+        tmp_path, heavy_blenderbot_dir, fake, port, logging={"level": "DEBUG"}, worker={"max_batch": 1}
     )
     chats = {
         1: ["first from one", "second from one"],
