@@ -2,30 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Protocol
-
 from bot.config import Config, ConfigError, secret
 from bot.core import ChatCore
-from bot.messages import Reply
-from memory import PendingMessage
+from bot.daemon import Adapter
 
 TOKENS = {"telegram": "TELEGRAM_TOKEN", "discord": "DISCORD_TOKEN"}
-
-
-class Adapter(Protocol):
-    name: str
-
-    def deliver_to(self, pending: PendingMessage) -> Callable[[Reply], Awaitable[None]]: ...
-
-    @property
-    def connected(self) -> bool: ...
-
-    async def start(self) -> None: ...
-
-    async def stop_intake(self) -> None: ...
-
-    async def stop(self) -> None: ...
 
 
 def platform_tokens(config: Config) -> dict[str, str]:

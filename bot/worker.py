@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bot.context import ContextTokenizer
 from model import GenerationSettings, Hypothesis
 
 logger = logging.getLogger(__name__)
@@ -32,18 +33,11 @@ class WorkerStopped(Exception):
     """The worker is stopping or stopped and takes no new requests."""
 
 
-class Tokenizer(Protocol):
-    eos_id: int
-    small: bool
-
-    def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]: ...
-
-
 class Generator(Protocol):
     """What the worker needs of a model; :class:`model.Blenderbot` is the product's one."""
 
     @property
-    def tokenizer(self) -> Tokenizer: ...
+    def tokenizer(self) -> ContextTokenizer: ...
 
     @property
     def default_settings(self) -> GenerationSettings: ...
