@@ -12,6 +12,7 @@ from typing import TypeVar
 from bot.config import PlatformConfig
 from bot.core import ChatCore
 from bot.messages import Incoming
+from memory import is_outage
 
 logger = logging.getLogger(__name__)
 
@@ -96,57 +97,146 @@ async def with_retries(
     raise AssertionError("unreachable")
 
 
+Handle = Callable[[int | None], Awaitable[None]]
+Apologise = Callable[[], Awaitable[None]]
+OUTAGE_FIRST = 0.5
+OUTAGE_MAX = 10.0
+
+
 class Intake:
     """Messages in arrival order: each is written to the inbox, then handled in a task of its own.
 
     Handling tasks start in arrival order, which keeps each conversation's order (the core takes
-    its per-conversation lock before its first await).
+    each message's place in its conversation's line before its first await). The intake never
+    dies: while the database is unavailable it waits with backoff and then stores the message it
+    holds; a message that cannot be stored for a reason of its own is logged by its id, answered
+    with an apology, and passed over.
     """
 
     def __init__(self, core: ChatCore) -> None:
         self.core = core
-        self._queue: asyncio.Queue[tuple[Incoming, Callable[[int | None], Awaitable[None]]] | None] = (
-            asyncio.Queue()
-        )
+        self._queue: asyncio.Queue[tuple[Incoming, Handle, Apologise] | None] = asyncio.Queue()
         self._consumer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = asyncio.Event()
 
     def start(self) -> None:
         self._consumer = asyncio.create_task(self._run(), name="intake")
 
-    def put(self, incoming: Incoming, handle: Callable[[int | None], Awaitable[None]]) -> None:
-        self._queue.put_nowait((incoming, handle))
+    def put(self, incoming: Incoming, handle: Handle, apologise: Apologise) -> None:
+        self._queue.put_nowait((incoming, handle, apologise))
 
-    async def accept_then_spawn(
-        self, incoming: Incoming, handle: Callable[[int | None], Awaitable[None]]
-    ) -> None:
-        """Persist ``incoming`` now and start handling it; a redelivered message is dropped."""
-        new, inbox_id = await self.core.accept(incoming)
+    async def accept_then_spawn(self, incoming: Incoming, handle: Handle, apologise: Apologise) -> bool:
+        """Persist ``incoming`` and start handling it. False when shutdown came first (not stored)."""
+        stored = await self._store(incoming)
+        if stored is None:
+            return False
+        new, inbox_id = stored
         if new:
-            task = asyncio.create_task(_logged(handle(inbox_id)))
+            task = asyncio.create_task(self._handled(handle, inbox_id))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        elif new is None:
+            await _best_effort(apologise, incoming)
+        return True
+
+    async def _store(self, incoming: Incoming) -> tuple[bool | None, int | None] | None:
+        """(new, inbox id); new is None for a message that cannot be stored; None when closing."""
+        delay = OUTAGE_FIRST
+        while True:
+            try:
+                result = await self.core.accept(incoming)
+                if incoming.platform in self.core.waiting_for_database:
+                    logger.info("the database is back; the %s intake resumes", incoming.platform)
+                    self.core.waiting_for_database.discard(incoming.platform)
+                return result
+            except Exception as exc:
+                if not is_outage(exc):
+                    logger.error(
+                        "%s message %s cannot be stored (%s); it is answered with an apology and skipped",
+                        incoming.platform,
+                        incoming.message_id,
+                        exc.__class__.__name__,
+                    )
+                    return None, None
+                self.core.waiting_for_database.add(incoming.platform)
+                logger.warning(
+                    "the database is unavailable (%s); the %s intake waits %.1f s and tries again",
+                    _first_line(exc),
+                    incoming.platform,
+                    delay,
+                )
+            if await self._closed_within(delay):
+                return None
+            delay = min(delay * 2, OUTAGE_MAX)
+
+    async def _closed_within(self, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(self._closing.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _handled(self, handle: Handle, inbox_id: int | None) -> None:
+        """Handle a stored message; after a database outage mid-way, wait and handle it again."""
+        delay = OUTAGE_FIRST
+        while True:
+            try:
+                await handle(inbox_id)
+                return
+            except Exception as exc:
+                if not is_outage(exc) or inbox_id is None:
+                    logger.exception(
+                        "handling a message failed; it stays pending and is answered after a restart"
+                    )
+                    return
+                logger.warning("the database went away while answering (%s); retrying", _first_line(exc))
+            if await self._closed_within(delay):
+                return
+            delay = min(delay * 2, OUTAGE_MAX)
+            try:
+                await self.core.discard_attempt(inbox_id)  # what the failed attempt stored
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
 
     async def _run(self) -> None:
         while (item := await self._queue.get()) is not None:
-            incoming, handle = item
+            incoming, handle, apologise = item
             try:
-                await self.accept_then_spawn(incoming, handle)
+                await self.accept_then_spawn(incoming, handle, apologise)
             except Exception:
-                logger.exception("could not store an incoming %s message", incoming.platform)
+                logger.exception(
+                    "could not take an incoming %s message %s", incoming.platform, incoming.message_id
+                )
+
+    def close(self) -> None:
+        """Shutdown: stores waiting out a database outage give up (their messages were never stored)."""
+        self._closing.set()
 
     async def stop(self) -> None:
         """Store what has arrived, then stop (never cancelled mid-write: that can wedge the driver)."""
+        self.close()
         if self._consumer is not None:
             self._queue.put_nowait(None)
             await asyncio.wait({self._consumer})
 
 
-async def _logged(work: Awaitable[None]) -> None:
+async def _best_effort(apologise: Apologise, incoming: Incoming) -> None:
     try:
-        await work
-    except Exception:
-        logger.exception("handling a message failed; it stays pending and is answered after a restart")
+        await apologise()
+    except Exception as exc:
+        logger.warning(
+            "could not send the apology for %s message %s (%s)",
+            incoming.platform,
+            incoming.message_id,
+            exc.__class__.__name__,
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{exc.__class__.__name__}: {text[0]}" if text else exc.__class__.__name__
 
 
 def admitted(config: PlatformConfig, *, user_id: str, chat_id: str) -> bool:

@@ -23,7 +23,8 @@ from discord import app_commands
 from adapters.common import Intake, admitted, split_reply, strip_prefix, typing, with_retries
 from bot.commands import COMMANDS
 from bot.config import DiscordConfig
-from bot.core import ChatCore
+from bot.core import UNSTORABLE, ChatCore
+from bot.daemon import PlatformRejected, PlatformUnreachable
 from bot.messages import Attachment, Incoming, Reply
 from memory import PendingMessage
 
@@ -135,7 +136,38 @@ class DiscordAdapter:
         return self.client.is_ready() and not self.client.is_closed()
 
     async def start(self) -> None:
-        self.intake.start()
+        """Log in and connect the gateway; raises PlatformRejected for a token Discord refuses and
+        PlatformUnreachable when it cannot be reached (closing what it opened, so it can be retried)."""
+        try:
+            await self._connect()
+        except discord.LoginFailure:
+            await self._reset()
+            raise PlatformRejected(
+                "discord rejected DISCORD_TOKEN (401 Unauthorized): copy the bot's token from the Discord "
+                "developer portal (Bot > Reset Token) into DISCORD_TOKEN (or DISCORD_TOKEN_FILE)"
+            ) from None
+        except discord.PrivilegedIntentsRequired:
+            await self._reset()
+            raise PlatformRejected(
+                "discord refused the Message Content intent: enable it for the bot in the Discord developer "
+                "portal (Bot > Privileged Gateway Intents)"
+            ) from None
+        except (
+            aiohttp.ClientError,
+            OSError,
+            TimeoutError,
+            discord.HTTPException,
+            discord.GatewayNotFound,
+        ) as exc:
+            await self._reset()
+            raise PlatformUnreachable(
+                f"discord cannot be reached ({exc.__class__.__name__}: {str(exc).strip() or 'no answer'}): "
+                "check the network and discord.proxy"
+            ) from None
+        assert self.client.user is not None
+        logger.info("discord connected as %s", self.client.user.name)
+
+    async def _connect(self) -> None:
         await self.client.login(self._token)
         self._task = asyncio.create_task(self._gateway(), name="discord-gateway")
         ready = asyncio.create_task(self.client.wait_until_ready())
@@ -146,11 +178,22 @@ class DiscordAdapter:
             ready.cancel()
             if self._task in done:
                 self._task.result()  # raises why the gateway connection ended
-            raise TimeoutError(f"discord gateway not ready after {READY_TIMEOUT:.0f} s")
+            raise TimeoutError(f"the gateway was not ready after {READY_TIMEOUT:.0f} s")
         if self.config.slash_commands:
             await with_retries(self.tree.sync, what="discord command sync", retry_after=_retry_after)
-        assert self.client.user is not None
-        logger.info("discord connected as %s", self.client.user.name)
+
+    async def _reset(self) -> None:
+        """Close the HTTP session and gateway of a failed start, and make the client reusable."""
+        self._stopping = True
+        await self.client.close()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        self.client.clear()
+        self._stopping = False
+
+    async def start_intake(self) -> None:
+        self.intake.start()
 
     async def _gateway(self) -> None:
         """Keep the gateway connected: discord.py reconnects on network errors by itself, and this
@@ -190,7 +233,9 @@ class DiscordAdapter:
             return
         incoming = to_incoming(message, me=me, config=self.config)
         if incoming is not None:
-            self.intake.put(incoming, functools.partial(self._handle, incoming, message))
+            reference = message.to_reference(fail_if_not_exists=False) if not incoming.is_private else None
+            apologise = functools.partial(self._send, message.channel, Reply(UNSTORABLE), reference=reference)
+            self.intake.put(incoming, functools.partial(self._handle, incoming, message), apologise)
 
     async def _handle(self, incoming: Incoming, message: discord.Message, inbox_id: int | None) -> None:
         channel = message.channel

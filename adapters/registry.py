@@ -1,41 +1,43 @@
-"""Which adapters `python -m bot run` starts: each enabled platform, with its token."""
+"""The composition root of `python -m bot run`: every adapter the config enables, built in one place.
+
+Platforms (Telegram, Discord) need their token from the environment; the web chat is served on the
+daemon's HTTP server. A config that enables nothing stops the start with the fix
+(:func:`bot.config.runnable`, checked before anything heavy is imported).
+"""
 
 from __future__ import annotations
 
-from bot.config import Config, ConfigError, secret
+from collections.abc import Callable
+
+from bot.config import Config, runnable, secret
 from bot.core import ChatCore
-from bot.daemon import Adapter
+from bot.daemon import Adapter, HttpAdapter
 
-TOKENS = {"telegram": "TELEGRAM_TOKEN", "discord": "DISCORD_TOKEN"}
-
-
-def platform_tokens(config: Config) -> dict[str, str]:
-    """The token of every enabled platform; a missing one stops the start with the fix."""
-    tokens: dict[str, str] = {}
-    for platform, variable in TOKENS.items():
-        enabled = getattr(config, platform).enabled
-        if enabled is False:
-            continue
-        token = secret(variable)
-        if not token and enabled == "auto":
-            continue
-        if not token:
-            raise ConfigError(
-                f"{platform} is enabled in the config but {variable} is not set: export {variable}=<token> "
-                f"(or {variable}_FILE=<path>), or set {platform}.enabled: false"
-            )
-        tokens[platform] = token
-    return tokens
+WEB_TOKEN = "BLENDERD_WEB_TOKEN"
 
 
-def build_adapters(config: Config, core: ChatCore, tokens: dict[str, str]) -> list[Adapter]:
-    adapters: list[Adapter] = []
-    if "telegram" in tokens:
-        from adapters.telegram import TelegramAdapter
+class Registry:
+    """Reads the tokens at once (so a missing one fails before the model loads) and builds the adapters."""
 
-        adapters.append(TelegramAdapter(core, config.telegram, tokens["telegram"]))
-    if "discord" in tokens:
-        from adapters.discord import DiscordAdapter
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.tokens = runnable(config)
 
-        adapters.append(DiscordAdapter(core, config.discord, tokens["discord"]))
-    return adapters
+    def web(self, core: Callable[[], ChatCore]) -> HttpAdapter | None:
+        if not self.config.web.enabled:
+            return None
+        from adapters.web import WebAdapter
+
+        return WebAdapter(core, self.config.web, secret(WEB_TOKEN))
+
+    def platforms(self, core: ChatCore) -> list[Adapter]:
+        adapters: list[Adapter] = []
+        if "telegram" in self.tokens:
+            from adapters.telegram import TelegramAdapter
+
+            adapters.append(TelegramAdapter(core, self.config.telegram, self.tokens["telegram"]))
+        if "discord" in self.tokens:
+            from adapters.discord import DiscordAdapter
+
+            adapters.append(DiscordAdapter(core, self.config.discord, self.tokens["discord"]))
+        return adapters

@@ -16,15 +16,16 @@ from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from typing import Any
 
-from telegram import BotCommand, Message, Update, User
+from telegram import BotCommand, Message, MessageEntity, Update, User
 from telegram.constants import ChatAction, ChatType
-from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter
+from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application
 
 from adapters.common import Intake, admitted, split_reply, strip_prefix, typing, with_retries
 from bot.commands import COMMANDS
 from bot.config import TelegramConfig
-from bot.core import ChatCore
+from bot.core import UNSTORABLE, ChatCore
+from bot.daemon import PlatformRejected, PlatformUnreachable
 from bot.messages import Incoming, Reply
 from memory import PendingMessage
 
@@ -51,22 +52,49 @@ _MEDIA = (
 )
 
 
+def _command_target(message: Message) -> str | None:
+    """The bot a leading /command names (``/help@name``): "" for none, None when no command leads."""
+    for entity, command in message.parse_entities([MessageEntity.BOT_COMMAND]).items():
+        if entity.offset == 0:
+            return command.partition("@")[2].lower()
+    return None
+
+
+def _mentions_me(message: Message, me: User) -> list[str]:
+    """The texts of the entities that mention this bot: ``@name`` whole, or a text mention of its id."""
+    name = (me.username or "").lower()
+    found = []
+    for entity, text in message.parse_entities([MessageEntity.MENTION, MessageEntity.TEXT_MENTION]).items():
+        if entity.type == MessageEntity.TEXT_MENTION:
+            if entity.user is not None and entity.user.id == me.id:
+                found.append(text)
+        elif name and text[1:].lower() == name:
+            found.append(text)
+    return found
+
+
 def _addressed(message: Message, me: User, config: TelegramConfig) -> tuple[bool, str]:
-    """Whether a group message is for the bot, and its text without the mention or prefix."""
+    """Whether a group message is for the bot, and its text without the mention or prefix.
+
+    Mentions and commands are read from the message's entities, as Telegram marked them: only a
+    whole ``@ourbot`` counts (``@ourbot_helper`` is another bot), and ``/help@otherbot`` is not ours.
+    """
     text = message.text or ""
+    target = _command_target(message)
+    if target and target != (me.username or "").lower():
+        return False, text  # a command for another bot
     if str(message.chat.id) in config.answer_all:
         return True, text
     replied = message.reply_to_message
     if replied is not None and replied.from_user is not None and replied.from_user.id == me.id:
         return True, text
-    mention = f"@{me.username}" if me.username else None
-    if mention and mention.lower() in text.lower():
-        start = text.lower().index(mention.lower())
-        return True, (text[:start] + text[start + len(mention) :]).strip()
-    if text.startswith("/"):
-        first = text.split(maxsplit=1)[0]
-        if mention and first.lower().endswith(mention.lower()):
-            return True, text
+    if target:
+        return True, text  # /command@ourbot
+    mentions = _mentions_me(message, me)
+    if mentions:
+        for mention in mentions:
+            text = text.replace(mention, " ", 1)
+        return True, " ".join(text.split())
     rest = strip_prefix(text, config.command_prefix)
     if rest is not None:
         return True, rest
@@ -99,6 +127,11 @@ def to_incoming(message: Message, *, me: User, config: TelegramConfig) -> Incomi
         message_id=str(message.message_id),
         is_private=private,
     )
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else "no answer"
 
 
 def _retry_after(exc: BaseException) -> float | None:
@@ -146,20 +179,29 @@ class TelegramAdapter:
         return self._poller is not None and not self._poller.done() and self._polling_ok
 
     async def start(self) -> None:
-        await self.app.initialize()
-        self._me = self.app.bot.bot
-        commands = [BotCommand(name, what) for name, what in COMMANDS.items()]
-        await with_retries(
-            lambda: self.app.bot.set_my_commands(commands),
-            what="telegram setMyCommands",
-            retry_after=_retry_after,
-        )
-        await with_retries(
-            self.app.bot.delete_webhook, what="telegram deleteWebhook", retry_after=_retry_after
-        )
+        """Log in (getMe), register the commands, and drop a webhook; raises PlatformRejected for a
+        token Telegram refuses, PlatformUnreachable when it cannot be reached."""
+        try:
+            await self.app.initialize()
+            self._me = self.app.bot.bot
+            commands = [BotCommand(name, what) for name, what in COMMANDS.items()]
+            await self.app.bot.set_my_commands(commands)
+            await self.app.bot.delete_webhook()
+        except InvalidToken:
+            raise PlatformRejected(
+                "telegram rejected TELEGRAM_TOKEN (401 Unauthorized): copy the bot's token from @BotFather "
+                "into TELEGRAM_TOKEN (or TELEGRAM_TOKEN_FILE)"
+            ) from None
+        except (NetworkError, TelegramError, OSError) as exc:
+            raise PlatformUnreachable(
+                f"telegram cannot be reached at {self.config.api_base_url} ({exc.__class__.__name__}: "
+                f"{_reason(exc)}): check the network, telegram.proxy and telegram.api_base_url"
+            ) from None
+        logger.info("telegram connected as @%s", self._me.username)
+
+    async def start_intake(self) -> None:
         self._polling_ok = True
         self._poller = asyncio.create_task(self._poll(), name="telegram-poll")
-        logger.info("telegram connected as @%s", self._me.username)
 
     async def _poll(self) -> None:
         delay = 1.0
@@ -192,18 +234,26 @@ class TelegramAdapter:
                 continue
             self._polling_ok, delay = True, 1.0
             for update in updates:
-                await self._take(update)  # stored before the next getUpdates confirms it
+                try:
+                    if not await self._take(update):  # stored before the next getUpdates confirms it
+                        return  # shutdown came while the database was away: fetched again next start
+                except Exception:  # one update must never stop the intake
+                    logger.exception("telegram update %d could not be taken; it is skipped", update.update_id)
                 self._offset = update.update_id + 1
 
-    async def _take(self, update: Update) -> None:
+    async def _take(self, update: Update) -> bool:
         message = update.message
         if message is None or self._me is None:
-            return
+            return True
         incoming = to_incoming(message, me=self._me, config=self.config)
         if incoming is None:
-            return
-        await self.intake.accept_then_spawn(
-            incoming, functools.partial(self._handle, incoming, message.chat.id, message.message_id)
+            return True
+        reply_to = None if incoming.is_private else message.message_id
+        apologise = functools.partial(self._send, message.chat.id, Reply(UNSTORABLE), reply_to=reply_to)
+        return await self.intake.accept_then_spawn(
+            incoming,
+            functools.partial(self._handle, incoming, message.chat.id, message.message_id),
+            apologise,
         )
 
     async def _handle(self, incoming: Incoming, chat_id: int, message_id: int, inbox_id: int | None) -> None:
@@ -222,9 +272,11 @@ class TelegramAdapter:
         if self._poller is None:
             return
         self._stopping = True
+        self.intake.close()  # a store waiting out a database outage gives up: the update stays unconfirmed
         if self._fetch is not None:
             self._fetch.cancel()
         await asyncio.wait({self._poller})
+        self._poller = None
         self._polling_ok = False
         if self._offset is not None:  # confirm what was stored, as a clean stop
             with suppress(Exception):
@@ -234,7 +286,8 @@ class TelegramAdapter:
 
     async def stop(self) -> None:
         await self.stop_intake()
-        await self.app.shutdown()
+        with suppress(Exception):  # never initialised when the start failed
+            await self.app.shutdown()
 
     def deliver_to(self, pending: PendingMessage) -> Callable[[Reply], Awaitable[None]]:
         """How to send the reply to a message recovered after a crash."""

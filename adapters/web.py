@@ -20,7 +20,7 @@ from aiohttp import web
 from bot.config import WebConfig
 from bot.core import ChatCore
 from bot.messages import Incoming, Reply
-from memory import ConversationKey, PendingMessage
+from memory import ConversationKey, PendingMessage, is_outage
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ _HEADERS = {
     "Cache-Control": "no-store",
 }
 _YEAR = 365 * 24 * 3600
+MAX_BODY = 64 * 1024  # a message is at most a few thousand characters
 
 
 def to_incoming(browser_id: str, text: str) -> Incoming:
@@ -59,6 +60,7 @@ class WebAdapter:
 
     def routes(self) -> list[web.RouteDef]:
         return [
+            web.get("/", self._root),
             web.get("/chat", self._page),
             web.get("/chat/static/{name}", self._static),
             web.get("/chat/api/history", self._history),
@@ -66,8 +68,10 @@ class WebAdapter:
         ]
 
     async def start(self) -> None:
-        self._open = True
         logger.info("web chat on /chat%s", " (token required)" if self._token else "")
+
+    async def start_intake(self) -> None:
+        self._open = True
 
     async def stop_intake(self) -> None:
         self._open = False
@@ -89,10 +93,13 @@ class WebAdapter:
         return hmac.compare_digest(offered.encode(), self._token.encode())
 
     def _browser(self, request: web.Request) -> tuple[str, bool]:
-        browser = request.cookies.get(ID_COOKIE, "")
-        if len(browser) == 32 and browser.isalnum():
+        browser = _valid_id(request.cookies.get(ID_COOKIE))
+        if browser is not None:
             return browser, False
         return secrets.token_hex(16), True
+
+    async def _root(self, request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("/chat")
 
     async def _page(self, request: web.Request) -> web.StreamResponse:
         offered = request.query.get("token")
@@ -126,33 +133,40 @@ class WebAdapter:
 
     async def _history(self, request: web.Request) -> web.Response:
         if not self._authorised(request):
-            return web.json_response({"error": "unauthorised"}, status=401)
-        browser = request.cookies.get(ID_COOKIE)
-        if not browser:
+            return _error("This chat needs its access token: open /chat?token=<token>.", 401)
+        browser = _valid_id(request.cookies.get(ID_COOKIE))
+        if browser is None:
             return web.json_response({"turns": []}, headers=_HEADERS)
         try:
             core = self._core()
         except RuntimeError:
-            return web.json_response({"error": "The bot is starting; try again in a minute."}, status=503)
-        turns = await core.memory.context_turns(ConversationKey(PLATFORM, browser, browser), limit=200)
+            return _error("The bot is starting; try again in a minute.", 503)
+        turns = await core.history(ConversationKey(PLATFORM, browser, browser), limit=200)
         return web.json_response(
             {"turns": [{"role": t.role, "text": t.text} for t in turns]}, headers=_HEADERS
         )
 
     async def _message(self, request: web.Request) -> web.Response:
         if not self._authorised(request):
-            return web.json_response({"error": "unauthorised"}, status=401)
+            return _error("This chat needs its access token: open /chat?token=<token>.", 401)
         if not self._open:
-            return web.json_response({"error": "The bot is restarting; try again in a minute."}, status=503)
-        browser = request.cookies.get(ID_COOKIE)
-        if not browser:
-            return web.json_response({"error": "Reload the page to start a conversation."}, status=400)
+            return _error("The bot is restarting; try again in a minute.", 503)
+        browser = _valid_id(request.cookies.get(ID_COOKIE))
+        if browser is None:
+            return _error("Reload the page to start a conversation.", 400)
+        text = await _text_of(request)
+        if isinstance(text, web.Response):
+            return text
         try:
-            body = await request.json()
-            text = str(body["text"])
-        except (ValueError, KeyError, TypeError):
-            return web.json_response({"error": 'Send JSON like {"text": "hello"}.'}, status=400)
-        reply = await self._core().handle(to_incoming(browser, text))
+            reply = await self._core().handle(to_incoming(browser, text))
+        except Exception as exc:  # the page gets a JSON answer whatever happens; the daemon goes on
+            if is_outage(exc):
+                logger.warning(
+                    "web message not answered: the database is unavailable (%s)", exc.__class__.__name__
+                )
+                return _error("I can't reach my memory right now; please try again in a minute.", 503)
+            logger.exception("answering a web message failed")
+            return _error("Sorry, something went wrong on my side. Please try again.", 500)
         if reply is None:
             return web.json_response({"reply": None}, headers=_HEADERS)
         payload: dict[str, object] = {"reply": reply.text}
@@ -163,3 +177,34 @@ class WebAdapter:
                 "content": reply.attachment.content.decode("utf-8"),
             }
         return web.Response(text=json.dumps(payload), content_type="application/json", headers=_HEADERS)
+
+
+def _valid_id(value: str | None) -> str | None:
+    """A browser id as the page sets it (32 hex digits); anything else is no id."""
+    if value is not None and len(value) == 32 and all(c in "0123456789abcdef" for c in value):
+        return value
+    return None
+
+
+def _error(message: str, status: int) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=_HEADERS)
+
+
+async def _text_of(request: web.Request) -> str | web.Response:
+    """The message text of a request, or the 4xx answer that says what is wrong with it."""
+    usage = 'Send JSON like {"text": "hello"}.'
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        return _error(f"That message is too long (at most {MAX_BODY // 1024} KiB).", 413)
+    try:
+        raw = await request.content.read(MAX_BODY + 1)
+    except Exception:
+        return _error("The message did not arrive completely; please send it again.", 400)
+    if len(raw) > MAX_BODY:
+        return _error(f"That message is too long (at most {MAX_BODY // 1024} KiB).", 413)
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return _error(usage, 400)
+    if not isinstance(body, dict) or not isinstance(body.get("text"), str):
+        return _error(usage, 400)
+    return str(body["text"])

@@ -29,7 +29,7 @@ import discord
 import yarl
 from discord.gateway import DiscordWebSocket
 
-from adapters.registry import build_adapters
+from adapters.registry import Registry
 from bot.app import App
 from bot.config import parse_config
 from bot.daemon import Daemon
@@ -64,10 +64,10 @@ async def run(args: argparse.Namespace) -> int:
             "logging": {"level": "WARNING"},
         }
     )
-    daemon = Daemon(
-        App(config), lambda core: build_adapters(config, core, {"telegram": tg.token, "discord": "x"})
-    )
+    os.environ["TELEGRAM_TOKEN"], os.environ["DISCORD_TOKEN"] = tg.token, "x"
+    daemon = Daemon(App(config), Registry(config))
     await daemon.start()
+    await daemon.ready.wait()
 
     lags: list[float] = []
     stop = asyncio.Event()

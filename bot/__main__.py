@@ -1,4 +1,9 @@
-"""``python -m bot``: the console chat (default), the daemon, or an ahead-of-time download."""
+"""``python -m bot``: the console chat (default), the daemon, set-up checks and admin commands.
+
+Every problem of the environment or the input ends in one line naming the cause and the fix, and
+exit status 2; a bug in blenderd says so on that line, with the traceback after it (exit 1).
+Nothing heavy is imported before the config has been read, so a config error is reported at once.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +12,111 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from bot.config import Config, ConfigError, load_config
+from bot.config import CONFIG_VARIABLE, Config, ConfigError, is_hub_id, load_config
 from bot.logs import setup_logging
 
 logger = logging.getLogger("bot")
 
+EXIT_USER_ERROR = 2
+EXIT_BUG = 1
+
+
+def _version() -> str:
+    try:
+        return metadata.version("blenderd")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bot", description="blenderd, a self-hosted Blenderbot.")
-    parser.add_argument("--config", type=Path, default=None, help="config file (default: ./config.yaml)")
-    sub = parser.add_subparsers(dest="command", metavar="{chat,run,download,healthcheck}")
-    sub.add_parser("chat", help="talk to the bot in this terminal, or pipe lines in (default)")
-    sub.add_parser("run", help="run the daemon with every adapter enabled in the config")
-    sub.add_parser("download", help="download the model weights ahead of time, then exit")
-    sub.add_parser("healthcheck", help="exit 0 when the running daemon reports healthy (for Docker)")
+    config_help = f"config file (default: ${CONFIG_VARIABLE}, else ./config.yaml)"
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=config_help)
+    parser = argparse.ArgumentParser(
+        prog="python -m bot",
+        description="blenderd, a self-hosted Blenderbot for Discord, Telegram, the web and the terminal.",
+        epilog="Run `python -m bot COMMAND --help` for each command's own options.",
+    )
+    parser.add_argument("--config", type=Path, default=None, help=config_help)
+    parser.add_argument("--version", action="version", version=f"blenderd {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], help=summary, description=description)
+
+    add(
+        "chat",
+        "talk to the bot in this terminal, or pipe lines in (the default)",
+        "Talk to the bot in this terminal, with line editing and history; /quit or Ctrl-D leaves. "
+        "Piped input gets one reply per line. Log warnings go to the terminal, everything else to "
+        "logging.file when set.",
+    )
+    add(
+        "run",
+        "run the daemon: every enabled platform and the web chat",
+        "Run the daemon: every enabled platform (telegram, discord), the web chat when web.enabled, and "
+        "the HTTP server with /healthz and /metrics. SIGTERM or Ctrl-C stops it within "
+        "shutdown.grace_seconds.",
+    )
+    add(
+        "download",
+        "download the model and the safety classifier ahead of time, then exit",
+        "Download model.source (a hub id) into data_dir/models and the safety classifier into "
+        "data_dir/safety, then exit. Needs internet access; a local folder needs nothing.",
+    )
+    add(
+        "healthcheck",
+        "exit 0 when the running daemon reports healthy (for Docker)",
+        "Ask the running daemon's /healthz (http.host and http.port); exit 0 when healthy, 1 otherwise.",
+    )
+    add(
+        "check-config",
+        "validate the config, the tokens, the database and the model folder, then exit",
+        "Validate the config file, the tokens of enabled platforms, the database connection and the model "
+        "and classifier files without starting anything; exit 0 when all is well, 2 otherwise.",
+    )
+    admin = add(
+        "admin",
+        "for self-hosters: stats, export or forget a person, backup, purge",
+        "Operate on the stored data without the daemon (safe while it runs).",
+    )
+    actions = admin.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    def person(name: str, summary: str) -> None:
+        action = actions.add_parser(name, parents=[common], help=summary, description=summary)
+        action.add_argument("--platform", required=True, help="telegram, discord, web or console")
+        action.add_argument("--user", required=True, help="the person's user id on that platform")
+
+    actions.add_parser(
+        "stats",
+        parents=[common],
+        help="people, conversations and messages per platform",
+        description="People, conversations and messages stored, per platform.",
+    )
+    person("export", "print everything stored about one person as JSON (for a data request)")
+    person("forget", "delete everything stored about one person (for a deletion request)")
+    backup = actions.add_parser(
+        "backup",
+        parents=[common],
+        help="an online backup of the SQLite database",
+        description="Copy the SQLite database to PATH with SQLite's online backup (safe while the bot "
+        "runs); for PostgreSQL, print the pg_dump command to run.",
+    )
+    backup.add_argument("path", type=Path, metavar="PATH")
+    purge = actions.add_parser(
+        "purge",
+        parents=[common],
+        help="delete stored messages older than DAYS days",
+        description="Delete stored messages older than DAYS days (database.retention_days does this daily).",
+    )
+    purge.add_argument("--older-than", type=int, required=True, metavar="DAYS", dest="days")
     return parser
 
 
@@ -36,22 +127,22 @@ async def _chat(config: Config) -> None:
     app = App(config)
     await app.start()
     try:
-        await run_console(app.core, user=config.console.user)
-    finally:
-        await app.stop()
+        await run_console(app.core, user=config.console.user, data_dir=config.data_dir)
+    finally:  # nothing is in flight after /quit; after Ctrl-C, do not wait for a generation
+        await app.stop(timeout=1.0)
 
 
 async def _run(config: Config) -> None:
-    from adapters.registry import build_adapters, platform_tokens
+    from bot.config import runnable
+
+    runnable(config)  # before importing the model: a missing token fails at once
+
+    from adapters.registry import Registry
     from bot.app import App
     from bot.daemon import Daemon
 
-    tokens = platform_tokens(config)  # before loading the model: a missing token fails fast
-    if not tokens:
-        raise ConfigError(
-            "nothing to run: enable telegram or discord in the config (or use `python -m bot chat`)"
-        )
-    daemon = Daemon(App(config), lambda core: build_adapters(config, core, tokens))
+    registry = Registry(config)
+    daemon = Daemon(App(config), registry)
     daemon.install_signal_handlers()
     await daemon.serve()
 
@@ -63,6 +154,7 @@ def _download(config: Config) -> None:
     logger.info("model %s is ready in %s", config.model.source, folder)
     c = config.safety.classifier
     if c.enabled:
+        from safety import SafetyError
         from safety.classifier import ClassifierLoadError, load_detoxify
 
         try:  # loading once also fills the Hugging Face cache with the classifier's base model
@@ -74,7 +166,7 @@ def _download(config: Config) -> None:
                 cache=config.data_dir / "safety",
             )
         except ClassifierLoadError as exc:
-            raise ConfigError(f"the safety classifier could not be downloaded: {exc}") from None
+            raise SafetyError(f"the safety classifier could not be downloaded: {exc}") from None
         logger.info("safety classifier %s is ready", c.model)
 
 
@@ -97,57 +189,127 @@ def _healthcheck(config: Config) -> int:
     return 0 if status == 200 else 1
 
 
+def _command(args: argparse.Namespace, config: Config) -> int:
+    command = args.command or "chat"
+    if command == "download":
+        _download(config)
+    elif command == "healthcheck":
+        return _healthcheck(config)
+    elif command == "check-config":
+        from bot.preflight import check_config
+
+        return check_config(config)
+    elif command == "admin":
+        from bot.admin import run_admin
+
+        return asyncio.run(run_admin(config, args))
+    elif command == "run":
+        asyncio.run(_run(config))
+    else:
+        asyncio.run(_chat(config))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_logging("INFO")
     try:
-        config = load_config(args.config)
-        setup_logging(config.logging.level)
-        command = args.command or "chat"
-        if command == "download":
-            _download(config)
-        elif command == "healthcheck":
-            return _healthcheck(config)
-        elif command == "run":
-            asyncio.run(_run(config))
-        else:
-            asyncio.run(_chat(config))
+        config = load_config(getattr(args, "config", None))
+    except ConfigError as exc:
+        logger.error("%s", exc)
+        return EXIT_USER_ERROR
+    chat = (args.command or "chat") == "chat"
+    try:
+        setup_logging(
+            config.logging.level,
+            message_text=config.logging.message_text,
+            file=config.logging.file,
+            # The console chat keeps the terminal for the conversation: warnings and errors only.
+            terminal_level="WARNING" if chat else None,
+            extra_urls=[config.database.url or ""],
+        )
+    except OSError as exc:
+        logger.error(
+            "logging.file %s cannot be written: %s (fix the path)", config.logging.file, exc.strerror
+        )
+        return EXIT_USER_ERROR
+    code = _run_command(args, config)
+    _exit_now_if_the_model_is_busy(code)
+    return code
+
+
+def _run_command(args: argparse.Namespace, config: Config) -> int:
+    try:
+        return _command(args, config)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        if not _is_user_error(exc):
-            raise
-        logger.error("%s%s", exc, _fix_for(exc))
-        return 2
-    return 0
+        problem = user_error(exc, config)
+        if problem is None:
+            logger.critical(
+                "a bug in blenderd (%s); please report it with this line, secrets are removed",
+                exc.__class__.__name__,
+                exc_info=True,
+            )
+            return EXIT_BUG
+        logger.error("%s", problem)
+        return EXIT_USER_ERROR
 
 
-def _fix_for(exc: Exception) -> str:
-    """The usual fix, when the error's own message does not say it."""
-    from memory import MemoryStoreError
-    from model import CheckpointError
+def _exit_now_if_the_model_is_busy(code: int) -> None:
+    """A generation cannot be interrupted; after a shutdown past its budget, do not wait for it."""
+    worker = sys.modules.get("bot.worker")
+    if worker is not None and worker.busy_threads():
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
-    if isinstance(exc, CheckpointError):
-        return (
-            " (the checkpoint is damaged or incomplete: delete its folder and run `python -m bot download`, "
-            "or point model.source at a good checkpoint)"
-        )
-    if isinstance(exc, MemoryStoreError):
-        return (
-            " (check database.url or BLENDERD_DATABASE_URL, that the database server is running, "
-            "and that data_dir is writable and not full)"
-        )
-    if isinstance(exc, OSError) and not isinstance(exc, ConnectionError):
-        return " (check that data_dir is a writable folder with free space)"
+
+def user_error(exc: BaseException, config: Config) -> str | None:
+    """The one line for a problem of the environment or the input; None for a bug."""
+    for kind, fix in _user_errors():
+        if isinstance(exc, kind):
+            return f"{exc}{fix(exc, config)}"
+    return None
+
+
+def _no_fix(exc: BaseException, config: Config) -> str:
     return ""
 
 
-def _is_user_error(exc: Exception) -> bool:
-    from memory import MemoryStoreError
-    from model import ModelError
-    from safety import SafetyError
+def _checkpoint_fix(exc: BaseException, config: Config) -> str:
+    if is_hub_id(config.model.source):
+        return (
+            " (the downloaded copy is damaged: delete it from data_dir/models and run "
+            "`python -m bot download`)"
+        )
+    return f" (model.source {config.model.source} is your own folder: replace it with a complete checkpoint)"
 
-    return isinstance(exc, ConfigError | MemoryStoreError | ModelError | SafetyError | ValueError | OSError)
+
+def _os_fix(exc: BaseException, config: Config) -> str:
+    return f" (check that data_dir {config.data_dir} is a writable folder with free space)"
+
+
+def _user_errors() -> list[tuple[type[BaseException], Callable[[BaseException, Config], str]]]:
+    """Error types that are the environment's or the input's, by the module that defines them.
+
+    Only modules already imported are asked: a config error must not import keras or torch.
+    """
+    kinds: list[tuple[type[BaseException], Callable[[BaseException, Config], str]]] = [(ConfigError, _no_fix)]
+    model = sys.modules.get("model")
+    if model is not None:
+        kinds += [(model.CheckpointError, _checkpoint_fix), (model.ModelError, _no_fix)]
+    for module, name in (
+        ("memory", "MemoryStoreError"),
+        ("safety", "SafetyError"),
+        ("bot.daemon", "PlatformError"),
+    ):
+        loaded = sys.modules.get(module)
+        if loaded is not None:
+            kinds.append((getattr(loaded, name), _no_fix))
+    kinds.append((OSError, _os_fix))
+    return kinds
 
 
 if __name__ == "__main__":

@@ -98,11 +98,12 @@ class App:
                 logger.info("retention: deleted %d turns older than %d days", deleted, days)
             await asyncio.sleep(RETENTION_EVERY_SECONDS)
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop the worker (waiting up to ``timeout`` for a generation), the database and safety."""
         if self._retention is not None:
             self._retention.cancel()
         if self._worker is not None:
-            await self._worker.stop()
+            await self._worker.stop(timeout)
         if self._memory is not None:
             await self._memory.close()
         if self._safety is not None:

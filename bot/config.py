@@ -7,14 +7,17 @@ by ``<VARIABLE>_FILE`` (Docker secrets). A bad file stops the start with one lin
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 DEFAULT_CONFIG = Path("config.yaml")
+CONFIG_VARIABLE = "BLENDERD_CONFIG"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 class ConfigError(Exception):
@@ -23,6 +26,24 @@ class ConfigError(Exception):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _base(info: ValidationInfo) -> Path:
+    """The folder relative paths are read from: the config file's, else the working directory."""
+    context = info.context if isinstance(info.context, dict) else {}
+    return Path(context.get("base", "."))
+
+
+def _relative_to_config(value: Path | None, info: ValidationInfo) -> Path | None:
+    if value is None:
+        return None
+    value = value.expanduser()
+    return value if value.is_absolute() else (_base(info) / value).resolve()
+
+
+def is_hub_id(source: str) -> bool:
+    """``org/name`` (a hub id); anything else (``./x``, ``~/x``, ``a/b/c``, ``x``) is a folder."""
+    return bool(_HUB_ID.match(source))
 
 
 class GenerationConfig(_Section):
@@ -52,6 +73,20 @@ class ModelConfig(_Section):
     candidates: int = Field(default=3, ge=1, description="n-best replies kept for the safety check")
     timeout_seconds: float = Field(default=60.0, gt=0)
 
+    @field_validator("source")
+    @classmethod
+    def _folder_or_hub_id(cls, source: str, info: ValidationInfo) -> str:
+        """A folder (relative to the config file) becomes an absolute path; a hub id stays as it is."""
+        source = source.strip()
+        if not source:
+            raise ValueError("must be a hub id like facebook/blenderbot-400M-distill or a folder")
+        local = Path(source).expanduser()
+        if not local.is_absolute():
+            local = _base(info) / local
+        if is_hub_id(source) and not local.exists():
+            return source
+        return str(local.resolve())
+
 
 class DatabaseConfig(_Section):
     url: str | None = None
@@ -72,6 +107,13 @@ class RateLimitConfig(_Section):
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     message_text: bool = False
+    # Also write the log to this file (relative to the config file's folder).
+    file: Path | None = None
+
+    @field_validator("file")
+    @classmethod
+    def _file_path(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _relative_to_config(value, info)
 
 
 class ConsoleConfig(_Section):
@@ -160,6 +202,11 @@ class ClassifierConfig(_Section):
     threshold: float = Field(default=0.5, gt=0, le=1)  # for every label without its own below
     thresholds: dict[str, float] = Field(default_factory=dict)
 
+    @field_validator("checkpoint", "config_folder")
+    @classmethod
+    def _paths(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _relative_to_config(value, info)
+
     @field_validator("thresholds")
     @classmethod
     def _in_range(cls, values: dict[str, float]) -> dict[str, float]:
@@ -216,6 +263,13 @@ class Config(_Section):
     safety: SafetyConfig = SafetyConfig()
     web: WebConfig = WebConfig()
 
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir(cls, value: Path, info: ValidationInfo) -> Path:
+        resolved = _relative_to_config(value, info)
+        assert resolved is not None
+        return resolved
+
     @field_validator("persona")
     @classmethod
     def _persona_lines(cls, lines: tuple[str, ...]) -> tuple[str, ...]:
@@ -254,23 +308,38 @@ def _describe(error: Mapping[str, Any]) -> str:
     return f"{where}: {error['msg']} (got {error.get('input')!r})"
 
 
-def parse_config(raw: Any, *, source: str = "config.yaml") -> Config:
+def parse_config(raw: Any, *, source: str = "config.yaml", base: Path | None = None) -> Config:
+    """Validate ``raw``; relative paths in it are relative to ``base`` (default: the working directory)."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of settings")
     try:
-        return Config.model_validate(raw)
+        return Config.model_validate(raw, context={"base": base or Path.cwd()})
     except ValidationError as exc:
         errors = exc.errors()
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise ConfigError(f"{source}: {_describe(errors[0])}{more}") from None
 
 
+def config_path(path: Path | None = None) -> tuple[Path, bool]:
+    """The config file to read (``--config``, else $BLENDERD_CONFIG, else ./config.yaml), and whether
+    it was named explicitly (an explicit file must exist)."""
+    if path is not None:
+        return path, True
+    named = os.environ.get(CONFIG_VARIABLE)
+    if named:
+        return Path(named), True
+    return DEFAULT_CONFIG, False
+
+
 def load_config(path: Path | None = None) -> Config:
-    """Read and validate the config file. A missing default file means all defaults."""
-    explicit = path is not None
-    path = path or DEFAULT_CONFIG
+    """Read and validate the config file. A missing default file means all defaults.
+
+    Relative paths in the file (data_dir, a model folder, log file, classifier files) are relative to
+    the file's own folder, so the bot finds the same files from any working directory.
+    """
+    path, explicit = config_path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -285,4 +354,39 @@ def load_config(path: Path | None = None) -> Config:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
-    return parse_config(raw, source=str(path))
+    return parse_config(raw, source=str(path), base=path.resolve().parent)
+
+
+PLATFORM_TOKENS = {"telegram": "TELEGRAM_TOKEN", "discord": "DISCORD_TOKEN"}
+
+
+def platform_tokens(config: Config) -> dict[str, str]:
+    """The token of every enabled platform; a missing one stops the start with the fix."""
+    tokens: dict[str, str] = {}
+    for platform, variable in PLATFORM_TOKENS.items():
+        enabled = getattr(config, platform).enabled
+        if enabled is False:
+            continue
+        token = secret(variable)
+        if not token and enabled == "auto":
+            continue
+        if not token:
+            raise ConfigError(
+                f"{platform} is enabled in the config but {variable} is not set: export {variable}=<token> "
+                f"(or {variable}_FILE=<path>), or set {platform}.enabled: false"
+            )
+        tokens[platform] = token
+    return tokens
+
+
+def runnable(config: Config) -> dict[str, str]:
+    """What `python -m bot run` checks first: the platform tokens, and that something is enabled."""
+    tokens = platform_tokens(config)
+    if not tokens and not config.web.enabled:
+        raise ConfigError(
+            "nothing to run: enable telegram or discord (with its token) or web in the config, "
+            "or use `python -m bot chat` to talk in the terminal"
+        )
+    if config.web.enabled and not config.http.enabled:
+        raise ConfigError("web.enabled needs http.enabled: true (the web chat is served by the HTTP server)")
+    return tokens

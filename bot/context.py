@@ -4,21 +4,28 @@ Format (as transformers' conversational pipeline and ParlAI): persona lines firs
 (``your persona: ...``, one per line), then the turns, user turns with a leading space, joined by
 two spaces (a newline for BlenderbotSmall), then the end token. Whole turns are kept newest
 first while they fit; the newest user turn is always kept and, only if it alone is too long, cut
-from the left by whole tokens. Strings are tokenized whole, so no token is ever cut in half.
+from the left by whole tokens. Strings are tokenized whole, so no token is ever cut in half, and
+as plain text: a special token or a persona line typed by a person stays plain text.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+# A turn's line that looks like a persona line ("your persona: ...") would pass for the configured
+# persona; its colon is dropped, so it stays what it is, something a person said.
+_PERSONA_LIKE = re.compile(r"^(\s*(?:your|partner'?s)\s+persona)\s*:", re.IGNORECASE | re.MULTILINE)
 
 
 class ContextTokenizer(Protocol):
     eos_id: int
     small: bool
 
-    def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]: ...
+    def encode_plain(self, text: str) -> list[int]:
+        """Ids of text as written: a special token in it (``</s>``) is plain text, never a special id."""
 
 
 @dataclass(frozen=True)
@@ -42,14 +49,14 @@ def build_context(
     end = [] if tokenizer.small else [tokenizer.eos_id]
     budget = limit - len(end)
     delimiter = "\n" if tokenizer.small else "  "
-    segments = [(" " + text if role == "user" else text) for role, text in history]
+    segments = [(" " if role == "user" else "") + _PERSONA_LIKE.sub(r"\1", text) for role, text in history]
     persona_block = "\n".join(f"your persona: {line}" for line in persona)
 
     def encode(parts: list[str], with_persona: bool) -> list[int]:
         body = delimiter.join(parts)
         if with_persona and persona_block:
             body = persona_block + "\n" + body
-        return tokenizer.encode(body, add_special_tokens=False)
+        return tokenizer.encode_plain(body)
 
     kept = [segments[-1]]
     ids = encode(kept, False)

@@ -11,25 +11,23 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 from bot.commands import Command, help_text, parse_command
 from bot.config import Config
 from bot.context import build_context
-from bot.messages import Attachment, Incoming, Reply
+from bot.messages import Attachment, Incoming, Reply, clean_text
 from bot.metrics import Metrics
+from bot.ordering import ConversationOrder, Place
 from bot.ratelimit import RateLimiter
 from bot.worker import Busy, ModelWorker, WorkerStopped
-from memory import ConversationKey, MemoryStore, PendingMessage
+from memory import ConversationKey, MemoryStore, PendingMessage, StoredTurn
 from model import Hypothesis
 from safety import SafetyChecker, Verdict
 
 logger = logging.getLogger(__name__)
-
-MAX_MESSAGE_CHARS = 4000  # far more than a 128-token context can hold; the tail is kept
 
 BUSY = "I'm answering a lot of people right now. Please try again in a moment."
 SLOW_DOWN = "You're sending messages faster than I can answer. Please wait a little and try again."
@@ -38,17 +36,12 @@ FAILED = "Sorry, something went wrong on my side while answering. Please try aga
 TEXT_ONLY = "I can only read text messages, sorry. Could you type it out?"
 EMPTY = "It looks like your message was empty. What would you like to talk about?"
 STOPPING = "I'm restarting right now. Please send that again in a minute."
+UNSTORABLE = "Sorry, I couldn't read that message. Could you send it again in other words?"
 MISSED = (
     "Sorry, I was offline when you wrote to me ({when}) and missed your message. Could you send it again?"
 )
 
 Deliver = Callable[[Reply], Awaitable[None]]
-
-
-@dataclass
-class _LockEntry:
-    lock: asyncio.Lock
-    users: int = 0
 
 
 class ChatCore:
@@ -66,9 +59,10 @@ class ChatCore:
         self.safety = safety
         self.metrics = metrics or Metrics()
         self.limiter = RateLimiter(config.rate_limit.messages, config.rate_limit.per_seconds)
-        self._locks: dict[ConversationKey, _LockEntry] = {}
+        self._order = ConversationOrder()
+        self.waiting_for_database: set[str] = set()  # intakes paused by a database outage
         self._accepting = True
-        self._inflight = 0
+        self._inflight: set[asyncio.Task[object]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -84,17 +78,19 @@ class ChatCore:
             return False
         return True
 
-    @asynccontextmanager
-    async def _conversation(self, key: ConversationKey) -> AsyncIterator[None]:
-        entry = self._locks.setdefault(key, _LockEntry(asyncio.Lock()))
-        entry.users += 1
-        try:
-            async with entry.lock:  # asyncio.Lock wakes waiters in arrival order
-                yield
-        finally:
-            entry.users -= 1
-            if entry.users == 0:
-                del self._locks[key]
+    def cancel_inflight(self) -> int:
+        """Shutdown, last step: cancel the handling still running (its messages stay pending)."""
+        for task in self._inflight:
+            task.cancel()
+        return len(self._inflight)
+
+    async def discard_attempt(self, inbox_id: int) -> None:
+        """Remove what a failed attempt at answering an inbox message stored, before trying again."""
+        await self.memory.drop_turns_of(inbox_id)
+
+    async def history(self, key: ConversationKey, limit: int = 200) -> list[StoredTurn]:
+        """The turns a conversation shows (for the web page): not reset, not blocked, oldest first."""
+        return await self.memory.context_turns(key, limit=limit)
 
     async def accept(self, message: Incoming) -> tuple[bool, int | None]:
         """Write a platform message to the inbox as it arrives: (new, inbox id).
@@ -127,14 +123,16 @@ class ChatCore:
         never answered is answered by :meth:`recover` at the next start. ``deliver`` runs under the
         conversation's lock, so the replies of one conversation go out in order.
         """
-        self._inflight += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._inflight.add(task)
         self._idle.clear()
         self.metrics.messages_in.labels(message.platform).inc()
         try:
             reply = await self._handle(message, bot_username, deliver, accepted)
         finally:
-            self._inflight -= 1
-            if self._inflight == 0:
+            self._inflight.discard(task)
+            if not self._inflight:
                 self._idle.set()
         if reply is not None:
             self.metrics.messages_out.labels(message.platform).inc()
@@ -144,7 +142,7 @@ class ChatCore:
         self, message: Incoming, bot_username: str | None, deliver: Deliver | None, accepted: int | None
     ) -> Reply | None:
         key = ConversationKey(message.platform, message.chat_id, message.user_id)
-        text = None if message.text is None else _clean(message.text)
+        text = message.text  # cleaned where the message was made (bot.messages)
         command = parse_command(text, bot_username=bot_username) if text and text.startswith("/") else None
         if text and text.startswith("/") and command is None and _addresses_other_bot(text):
             if accepted is not None:
@@ -160,7 +158,7 @@ class ChatCore:
                     await self.memory.settle(accepted, "answered")
                 return early
         try:
-            async with self._conversation(key):
+            async with self._order.take(key):  # the place in line is taken before any await
                 inbox_id = accepted
                 if inbox_id is None and message.message_id is not None:
                     new, inbox_id = await self.accept(message)
@@ -180,10 +178,7 @@ class ChatCore:
         """The immediate answer when a message cannot go to the model now (and claims a place if it can)."""
         if not self._accepting:
             return Reply(STOPPING)
-        if not self.limiter.allow((message.platform, message.user_id)):
-            self.metrics.rate_limited.inc()
-            return Reply(SLOW_DOWN)
-        try:
+        try:  # the queue first: a "busy" answer must not use up the person's allowance
             self.worker.reserve()
         except Busy:
             logger.warning("queue full (%d waiting); answered busy", self.worker.depth)
@@ -191,6 +186,10 @@ class ChatCore:
             return Reply(BUSY)
         except WorkerStopped:
             return Reply(STOPPING)
+        if not message.local and not self.limiter.allow((message.platform, message.user_id)):
+            self.worker.release()
+            self.metrics.rate_limited.inc()
+            return Reply(SLOW_DOWN)
         return None
 
     async def _respond(
@@ -207,24 +206,53 @@ class ChatCore:
     async def recover(
         self, platform: str, deliver_to: Callable[[PendingMessage], Deliver], *, missed_after: float
     ) -> int:
-        """Answer, exactly once, the messages of ``platform`` accepted but never answered (a crash).
+        """Answer, exactly once, the messages of ``platform`` accepted but never answered (a crash)."""
+        return await (await self.begin_recovery(platform, deliver_to, missed_after=missed_after))
 
-        One older than ``missed_after`` seconds gets a note that it was missed instead.
+    async def begin_recovery(
+        self, platform: str, deliver_to: Callable[[PendingMessage], Deliver], *, missed_after: float
+    ) -> asyncio.Future[int]:
+        """Take each conversation's place in line for its unanswered messages, and answer them in the
+        background, oldest first; the future says how many were answered.
+
+        Call it before the platform's intake starts: newer messages of those conversations then
+        wait behind the recovered ones. One older than ``missed_after`` seconds gets a note that it
+        was missed instead of an answer.
         """
         rows = await self.memory.pending(platform)
         if rows:
             logger.info("recovering %d unanswered %s messages", len(rows), platform)
-        done = 0
+        by_conversation: dict[ConversationKey, list[PendingMessage]] = defaultdict(list)
         for row in rows:
-            key = ConversationKey(row.platform, row.chat_id, row.user_id)
-            async with self._conversation(key):
+            by_conversation[ConversationKey(row.platform, row.chat_id, row.user_id)].append(row)
+        jobs = [
+            self._recover_conversation(self._order.take(key), pending, deliver_to, missed_after)
+            for key, pending in by_conversation.items()
+        ]
+
+        async def total() -> int:
+            return sum(await asyncio.gather(*jobs))
+
+        return asyncio.ensure_future(total())
+
+    async def _recover_conversation(
+        self,
+        place: Place,
+        rows: Sequence[PendingMessage],
+        deliver_to: Callable[[PendingMessage], Deliver],
+        missed_after: float,
+    ) -> int:
+        done = 0
+        async with place:
+            for row in rows:
+                key = ConversationKey(row.platform, row.chat_id, row.user_id)
                 age = (datetime.now(UTC) - row.received_at).total_seconds()
                 if age > missed_after:
                     stamp = row.received_at.strftime("%Y-%m-%d %H:%M UTC")
                     reply, status = Reply(MISSED.format(when=stamp)), "missed"
                 else:
                     await self.memory.drop_turns_of(row.inbox_id)  # what a crashed attempt stored
-                    text = None if row.text is None else _clean(row.text)
+                    text = None if row.text is None else clean_text(row.text)
                     command = parse_command(text) if text and text.startswith("/") else None
                     chat = bool(text) and command is None
                     if chat:
@@ -238,7 +266,7 @@ class ChatCore:
                 try:
                     await deliver_to(row)(reply)
                 except Exception:
-                    logger.exception("could not deliver a recovered %s reply; it stays pending", platform)
+                    logger.exception("could not deliver a recovered %s reply; it stays pending", row.platform)
                     continue
                 await self.memory.settle(row.inbox_id, status)
                 done += 1
@@ -345,12 +373,6 @@ class ChatCore:
             f"Here is everything I have stored about you on {key.platform} ({turns} messages).",
             Attachment(filename="blenderd-export.json", content=content, mime_type="application/json"),
         )
-
-
-def _clean(text: str) -> str:
-    """Drop NULs and lone surrogates, trim, and keep the tail of an over-long message."""
-    text = text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8").strip()
-    return text[-MAX_MESSAGE_CHARS:] if len(text) > MAX_MESSAGE_CHARS else text
 
 
 def _addresses_other_bot(text: str) -> bool:

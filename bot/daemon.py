@@ -1,16 +1,26 @@
-"""`python -m bot run`: start the app and the platform adapters, serve until a signal, stop in order.
+"""`python -m bot run`: start the app and the adapters, serve until a signal, stop within one budget.
 
-Like uvicorn's server: the first SIGTERM/SIGINT sets a flag; shutdown stops taking messages,
-lets replies in flight finish within the grace period, then cancels; a second signal exits at once.
+Like uvicorn's server: the first SIGTERM/SIGINT sets a flag; shutdown stops taking messages, lets
+replies in flight finish, then cancels what is left, all within ``shutdown.grace_seconds``; a
+second signal exits at once.
+
+A platform that cannot be reached at start (no network, DNS, a proxy down) is retried with
+backoff, one log line per attempt, while /healthz answers 503; a platform that rejects its token
+stops the daemon with one line (exit 2). Errors::
+
+    PlatformError
+    ├── PlatformRejected     the platform refused the credentials (HTTP 401): not retried
+    └── PlatformUnreachable  no connection to the platform: retried with backoff
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from aiohttp import web
@@ -24,17 +34,37 @@ from memory import PendingMessage
 
 logger = logging.getLogger(__name__)
 
+RETRY_FIRST = 1.0
+RETRY_MAX = 60.0
+UNWIND_SECONDS = 2.0  # what a cancelled task gets to unwind, on top of the grace period
+
+
+class PlatformError(Exception):
+    """A platform adapter could not connect; the message is one line with the cause and the fix."""
+
+
+class PlatformRejected(PlatformError):
+    """The platform refused the token: retrying cannot help."""
+
+
+class PlatformUnreachable(PlatformError):
+    """The platform could not be reached: retried with backoff."""
+
 
 class Adapter(Protocol):
     name: str
 
-    def deliver_to(self, pending: PendingMessage) -> Callable[[Reply], Awaitable[None]]:
-        """How to send the reply to a message recovered after a crash."""
-
     @property
     def connected(self) -> bool: ...
 
-    async def start(self) -> None: ...
+    async def start(self) -> None:
+        """Connect (raises PlatformRejected or PlatformUnreachable, having cleaned up after itself)."""
+
+    async def start_intake(self) -> None:
+        """Start taking messages (after recovery has taken its place in each conversation's line)."""
+
+    def deliver_to(self, pending: PendingMessage) -> Callable[[Reply], Awaitable[None]]:
+        """How to send the reply to a message recovered after a crash."""
 
     async def stop_intake(self) -> None:
         """Stop fetching new messages (replies in flight may still be sent)."""
@@ -46,45 +76,42 @@ class HttpAdapter(Adapter, Protocol):
     def routes(self) -> list[web.RouteDef]: ...
 
 
+class Adapters(Protocol):
+    """What the composition root (adapters.registry) gives the daemon."""
+
+    def web(self, core: Callable[[], ChatCore]) -> HttpAdapter | None: ...
+
+    def platforms(self, core: ChatCore) -> list[Adapter]: ...
+
+
 class Daemon:
-    def __init__(
-        self,
-        app: App,
-        make_adapters: Callable[[ChatCore], Sequence[Adapter]],
-        *,
-        web: HttpAdapter | None = None,
-    ) -> None:
-        """``web``: an adapter served by the daemon's HTTP server (its routes are added before it starts)."""
+    def __init__(self, app: App, adapters: Adapters) -> None:
         self.app = app
+        self.config = app.config
+        self.adapters: list[Adapter] = []
         self.http: HttpServer | None = None
-        if app.config.http.enabled:
+        self._web = adapters.web(lambda: app.core)
+        self._platforms = adapters.platforms
+        if self.config.http.enabled:
             self.http = HttpServer(
                 app,
-                host=app.config.http.host,
-                port=app.config.http.port,
+                host=self.config.http.host,
+                port=self.config.http.port,
                 platforms=lambda: {a.name: a.connected for a in self.adapters},
             )
-        if web is not None:
-            if self.http is None:
-                raise ConfigError("web.enabled needs http.enabled: the web chat is served by the HTTP server")
-            self.http.app.add_routes(web.routes())
-        self._web = web
-        self._make_adapters = make_adapters
-        self.adapters: list[Adapter] = []
-        self.grace_seconds = app.config.shutdown.grace_seconds
+            if self._web is not None:
+                self.http.app.add_routes(self._web.routes())
+        elif self._web is not None:
+            raise ConfigError(
+                "web.enabled needs http.enabled: true (the web chat is served by the HTTP server)"
+            )
+        self.grace_seconds = self.config.shutdown.grace_seconds
         self.should_exit = asyncio.Event()
+        self.ready = asyncio.Event()  # every adapter connected and taking messages
+        self._fatal: PlatformError | None = None
         self._started: list[Adapter] = []
-        self._recovery: list[asyncio.Task[None]] = []
-
-    async def _recover(self, adapter: Adapter) -> None:
-        try:
-            await self.app.core.recover(
-                adapter.name, adapter.deliver_to, missed_after=self.app.config.recovery.missed_after_seconds
-            )
-        except Exception:
-            logger.exception(
-                "recovering %s messages failed; they stay pending for the next start", adapter.name
-            )
+        self._connecting: list[asyncio.Task[None]] = []
+        self._recovery: list[asyncio.Future[int]] = []
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -99,60 +126,127 @@ class Daemon:
         self.should_exit.set()
 
     async def start(self) -> None:
-        if self.http is not None:
-            await self.http.start()  # first, so /healthz answers (503) while the model loads
+        if self.http is not None:  # first, so /healthz answers (503) while the model loads
+            await self._start_http(self.http)
         try:
             await self.app.start()
-        except BaseException:
-            if self.http is not None:
-                await self.http.stop()
-            raise
-        try:
-            self.adapters = list(self._make_adapters(self.app.core))
+            self.adapters = list(self._platforms(self.app.core))
+            for adapter in self.adapters:
+                self._connecting.append(
+                    asyncio.create_task(self._connect(adapter), name=f"{adapter.name}-start")
+                )
             if self._web is not None:
                 self.adapters.append(self._web)
-            for adapter in self.adapters:
-                await adapter.start()
-                self._started.append(adapter)
-                self._recovery.append(asyncio.create_task(self._recover(adapter)))
+                await self._web.start()
+                await self._web.start_intake()
+                self._started.append(self._web)
+            if not self._connecting:
+                self.ready.set()
         except BaseException:
             await self.stop()
             raise
 
-    async def stop(self) -> None:
-        """Stop intake, give replies in flight the grace period, then close everything."""
+    async def _start_http(self, http: HttpServer) -> None:
         try:
-            core = self.app.core
+            await http.start()
+        except OSError as exc:
+            where = f"{http.host}:{http.port}"
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"http.port {http.port} is already in use on {http.host} by another program: stop it, or "
+                    "set http.port in the config to a free port"
+                ) from None
+            raise ConfigError(
+                f"the HTTP server cannot listen on {where}: {exc.strerror or exc}"
+                "; set http.host and http.port to an address of this machine"
+            ) from None
+
+    async def _connect(self, adapter: Adapter) -> None:
+        """Connect with backoff, take recovery's places, then open the intake."""
+        delay, attempt = RETRY_FIRST, 1
+        while True:
+            try:
+                await adapter.start()
+                break
+            except PlatformUnreachable as exc:
+                logger.warning("%s (attempt %d; retrying in %.0f s)", exc, attempt, delay)
+            except PlatformRejected as exc:
+                self._fatal = exc
+                self.should_exit.set()
+                return
+            await asyncio.sleep(delay)
+            delay, attempt = min(delay * 2, RETRY_MAX), attempt + 1
+        self._started.append(adapter)
+        try:
+            self._recovery.append(
+                await self.app.core.begin_recovery(
+                    adapter.name, adapter.deliver_to, missed_after=self.config.recovery.missed_after_seconds
+                )
+            )
+        except Exception:
+            logger.exception(
+                "recovering %s messages failed; they stay pending for the next start", adapter.name
+            )
+        await adapter.start_intake()
+        logger.info("%s is taking messages", adapter.name)
+        if all(a in self._started for a in self.adapters):
+            self.ready.set()
+
+    async def stop(self) -> None:
+        """Stop intake, let replies in flight finish, cancel the rest: all within grace_seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.grace_seconds
+
+        def left() -> float:
+            return max(0.0, deadline - loop.time())
+
+        for task in self._connecting:
+            task.cancel()
+        await asyncio.gather(*self._connecting, return_exceptions=True)
+        try:
+            core: ChatCore | None = self.app.core
         except RuntimeError:
             core = None
         if core is not None:
             core.close_intake()
         for adapter in self._started:
-            try:
-                await asyncio.wait_for(adapter.stop_intake(), timeout=self.grace_seconds)
-            except Exception:
-                logger.exception("%s did not stop its intake cleanly", adapter.name)
-        if self._recovery:  # let recovery finish what it started (a cancelled query can wedge the driver)
-            _, late = await asyncio.wait(self._recovery, timeout=self.grace_seconds)
-            for task in late:
-                task.cancel()
-        if core is not None and not await core.wait_idle(self.grace_seconds):
+            await self._bounded(adapter.stop_intake(), left(), f"{adapter.name} did not stop its intake")
+        pending = [f for f in self._recovery if not f.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=left())
+        if core is not None and not await core.wait_idle(left()):
             logger.warning("replies still in flight after %.0f s; cancelling them", self.grace_seconds)
+            cancelled = core.cancel_inflight()
+            for future in self._recovery:
+                future.cancel()
+            await core.wait_idle(UNWIND_SECONDS)
+            logger.info("cancelled %d replies; their messages are answered after the restart", cancelled)
         for adapter in reversed(self._started):
-            try:
-                await asyncio.wait_for(adapter.stop(), timeout=self.grace_seconds)
-            except Exception:
-                logger.exception("%s did not stop cleanly", adapter.name)
+            await self._bounded(
+                adapter.stop(), max(left(), UNWIND_SECONDS / 2), f"{adapter.name} did not stop"
+            )
         self._started.clear()
-        await self.app.stop()
+        await self.app.stop(timeout=max(left(), 0.1))
         if self.http is not None:
             await self.http.stop()
         logger.info("stopped")
 
+    @staticmethod
+    async def _bounded(step: Awaitable[None], timeout: float, failure: str) -> None:
+        try:
+            await asyncio.wait_for(step, timeout=timeout)
+        except TimeoutError:
+            logger.warning("%s within the shutdown budget", failure)
+        except Exception:
+            logger.exception("%s cleanly", failure)
+
     async def serve(self) -> None:
         await self.start()
-        logger.info("blenderd is running with %s", ", ".join(a.name for a in self.adapters))
+        names = ", ".join(a.name for a in self.adapters)
+        logger.info("blenderd is running with %s", names)
         try:
             await self.should_exit.wait()
         finally:
             await self.stop()
+        if self._fatal is not None:
+            raise self._fatal

@@ -6,6 +6,7 @@ Adapters that speak HTTP (the web chat) add their routes to :attr:`HttpServer.ap
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -49,9 +50,14 @@ class HttpServer:
         checks: dict[str, Any] = {"model": False, "database": False, "platforms": dict(self._platforms())}
         try:
             checks["model"] = self.bot.worker.ready
-            checks["database"] = await asyncio.wait_for(self.bot.memory.ping(), timeout=3.0)
-        except (RuntimeError, TimeoutError):
-            pass
+            waiting = sorted(self.bot.core.waiting_for_database)
+        except RuntimeError:  # still starting
+            waiting = []
+        if waiting:  # reads may answer, but messages cannot be stored (e.g. SQLite's write lock is held)
+            checks["intake_waiting_for_database"] = waiting
+        else:
+            with contextlib.suppress(RuntimeError, TimeoutError):
+                checks["database"] = await asyncio.wait_for(self.bot.memory.ping(), timeout=3.0)
         ok = bool(checks["model"] and checks["database"] and all(checks["platforms"].values()))
         return ok, checks
 

@@ -16,6 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -23,6 +24,14 @@ from bot.context import ContextTokenizer
 from model import GenerationSettings, Hypothesis
 
 logger = logging.getLogger(__name__)
+
+
+_THREADS: set[threading.Thread] = set()  # model threads still running, for the process's exit
+
+
+def busy_threads() -> bool:
+    """Whether a model thread is still running (a generation past the shutdown budget)."""
+    return any(t.is_alive() for t in _THREADS)
 
 
 class Busy(Exception):
@@ -97,6 +106,7 @@ class ModelWorker:
         self._reserved = 0
         self._accepting = False
         self._thread: threading.Thread | None = None
+        self._finished: asyncio.Future[None] | None = None
         self._model: Generator | None = None
         self.settings: GenerationSettings | None = None
         self.stats = WorkerStats()
@@ -107,20 +117,35 @@ class ModelWorker:
         """Start the thread and wait until it has built the model (raises what loading raised)."""
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = loop.create_future()
+        self._finished = loop.create_future()
         self._thread = threading.Thread(
             target=self._run, args=(loop, ready), name="model-worker", daemon=True
         )
+        _THREADS.add(self._thread)
         self._thread.start()
         await ready
         self._accepting = True
 
-    async def stop(self) -> None:
-        """Take no new requests, let queued ones finish, and join the thread."""
+    async def stop(self, timeout: float | None = None) -> None:
+        """Take no new requests, let queued ones finish within ``timeout``, then stop waiting.
+
+        A generation cannot be interrupted: a thread still busy after ``timeout`` is left to the
+        process's exit (it is a daemon thread and touches nothing but the model).
+        """
         self._accepting = False
         if self._thread is None:
             return
         self._queue.put(None)
-        await asyncio.to_thread(self._thread.join)
+        assert self._finished is not None
+        try:
+            await asyncio.wait_for(asyncio.shield(self._finished), timeout)
+        except TimeoutError:
+            logger.warning(
+                "the model is still generating at the end of the shutdown budget; not waiting for it"
+            )
+        else:
+            self._thread.join()
+            _THREADS.discard(self._thread)
         self._thread = None
 
     @property
@@ -161,6 +186,15 @@ class ModelWorker:
     # -- the thread -------------------------------------------------------------------------
 
     def _run(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[None]) -> None:
+        finished = self._finished
+        assert finished is not None
+        try:
+            self._serve(loop, ready)
+        finally:
+            with suppress(RuntimeError):  # the loop is gone when a shutdown stopped waiting for us
+                loop.call_soon_threadsafe(_set_ready, finished, None)
+
+    def _serve(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[None]) -> None:
         try:
             self._model = self._load()
             self.settings = self._settings(self._model)
@@ -231,7 +265,8 @@ class ModelWorker:
             self._on_batch(len(live), elapsed)
         for i, request in enumerate(live):
             outcome: list[Hypothesis] | BaseException = results[i] if results is not None else error  # type: ignore[assignment]
-            request.loop.call_soon_threadsafe(_deliver, request.future, outcome)
+            with suppress(RuntimeError):  # the loop closed while this batch was generating
+                request.loop.call_soon_threadsafe(_deliver, request.future, outcome)
 
 
 def _set_ready(ready: asyncio.Future[None], error: BaseException | None) -> None:

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
-from memory.store import ConversationKey, MemoryStore, MemoryStoreError, PendingMessage, StoredTurn
+from memory.store import (
+    ConversationKey,
+    MemoryStore,
+    MemoryStoreError,
+    PendingMessage,
+    StoredTurn,
+    is_outage,
+)
 
-__all__ = ["ConversationKey", "MemoryStore", "MemoryStoreError", "PendingMessage", "StoredTurn"]
+__all__ = ["ConversationKey", "MemoryStore", "MemoryStoreError", "PendingMessage", "StoredTurn", "is_outage"]

@@ -4,22 +4,29 @@ Every method opens a short session and closes it before returning: a session is 
 across an ``await`` on the network or the model. SQLite runs in WAL mode with
 ``synchronous=NORMAL``, a busy timeout and ``BEGIN IMMEDIATE`` transactions, so concurrent
 writers queue instead of failing with "database is locked".
+
+Every operation runs to its end once started: it is a task of its own that a caller's
+cancellation (shutdown) does not reach, because a query cancelled half-way can wedge the driver
+or leave a write half-done. :meth:`MemoryStore.close` waits for those still running.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import os
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, delete, event, func, select, text, update
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from memory.schema import Conversation, InboxMessage, Turn
@@ -59,13 +66,80 @@ class StoredTurn:
     created_at: datetime
 
 
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+# The drivers blenderd ships, by the scheme a URL may name (``postgres://`` is Heroku's spelling).
+_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+SUPPORTED_URLS = "sqlite:///path/to/file.sqlite3 or postgresql://user:password@host:5432/dbname"
+
+
 def default_url(data_dir: Path) -> str:
     return f"sqlite+aiosqlite:///{data_dir / 'blenderd.sqlite3'}"
 
 
-def _prepare_sqlite_file(url: str) -> None:
+def database_url(url: str) -> URL:
+    """Parse ``url`` and name the async driver blenderd uses for it (asyncpg, aiosqlite)."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # ArgumentError for a malformed URL; the URL itself may hold a password
+        raise MemoryStoreError(f"the database URL is not a valid URL: use {SUPPORTED_URLS}") from None
+    driver = _DRIVERS.get(parsed.drivername)
+    if driver is None:
+        raise MemoryStoreError(
+            f"the database URL names {parsed.drivername!r}, which blenderd does not support: use "
+            f"{SUPPORTED_URLS}"
+        )
+    return parsed.set(drivername=driver)
+
+
+def shown(url: URL | str) -> str:
+    """A URL as it may appear in a message: the password masked."""
+    try:
+        parsed = url if isinstance(url, URL) else make_url(url)
+    except Exception:
+        return "(an invalid URL)"
+    return parsed.render_as_string(hide_password=True)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database is unavailable for now (locked, down, unreachable), as
+    opposed to rejecting this one statement: an outage is waited out, a rejection is not."""
+    if isinstance(exc, OperationalError | InterfaceError | ConnectionError | TimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        return bool(exc.connection_invalidated)
+    return isinstance(exc, OSError)
+
+
+def _runs_to_end(
+    method: Callable[Concatenate[MemoryStore, _P], Coroutine[Any, Any, _T]],
+) -> Callable[Concatenate[MemoryStore, _P], Awaitable[_T]]:
+    """Run the operation as its own task, shielded from the caller's cancellation, and track it."""
+
+    @functools.wraps(method)
+    async def run(self: MemoryStore, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        task = asyncio.ensure_future(method(self, *args, **kwargs))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return await asyncio.shield(task)
+
+    return run
+
+
+def _without(text_: str, secret: str | None) -> str:
+    return text_.replace(secret, "***") if secret else text_
+
+
+def _prepare_sqlite_file(url: URL) -> None:
     """Create the data dir (0700) and the database file (0600) before SQLite does."""
-    database = make_url(url).database
+    database = url.database
     if not database or database == ":memory:":
         return
     path = Path(database)
@@ -99,37 +173,52 @@ class MemoryStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._running: set[asyncio.Future[Any]] = set()
+
+    @property
+    def backend(self) -> str:
+        return self.engine.url.get_backend_name()
 
     @classmethod
-    async def open(cls, url: str) -> MemoryStore:
-        """Connect, apply migrations, and return a ready store."""
-        try:
-            backend = make_url(url).get_backend_name()
-        except Exception as exc:  # ArgumentError for a malformed URL
-            raise MemoryStoreError(f"database.url is not a valid database URL: {exc}") from None
-        if backend == "sqlite":
+    async def open(cls, url: str, *, migrate: bool = True) -> MemoryStore:
+        """Connect, apply migrations (unless ``migrate`` is false: then only connect), and return a store."""
+        parsed = database_url(url)
+        backend = parsed.get_backend_name()
+        if backend == "sqlite" and migrate:
             try:
-                _prepare_sqlite_file(url)
+                _prepare_sqlite_file(parsed)
             except OSError as exc:
                 raise MemoryStoreError(f"cannot create the database file: {exc}") from None
-        engine = create_async_engine(url, pool_pre_ping=backend != "sqlite")
+        engine = create_async_engine(parsed, pool_pre_ping=backend != "sqlite")
         if backend == "sqlite":
             _configure_sqlite(engine)
         try:
             async with engine.begin() as connection:
-                await connection.run_sync(_upgrade)
+                if migrate:
+                    await connection.run_sync(_upgrade)
+                else:
+                    await connection.execute(text("SELECT 1"))
         except (SQLAlchemyError, OSError) as exc:
             await engine.dispose()
-            where = make_url(url).render_as_string(hide_password=True)
+            reason = _without(str(exc).splitlines()[0] if str(exc) else "", parsed.password)
+            fix = (
+                "check that data_dir is writable and the disk not full"
+                if backend == "sqlite"
+                else "check database.url or BLENDERD_DATABASE_URL and that the database server is running"
+            )
             raise MemoryStoreError(
-                f"cannot open the database {where}: {exc.__class__.__name__}: {exc}"
+                f"cannot open the database {shown(parsed)}: {exc.__class__.__name__}: {reason} ({fix})"
             ) from None
         logger.info("database ready (%s)", backend)
         return cls(engine)
 
-    async def close(self) -> None:
+    async def close(self, timeout: float = 10.0) -> None:
+        """Let operations in progress finish (up to ``timeout``), then close every connection."""
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=timeout)
         await self.engine.dispose()
 
+    @_runs_to_end
     async def ping(self) -> bool:
         try:
             async with self.engine.connect() as connection:
@@ -157,6 +246,7 @@ class MemoryStore:
         except IntegrityError:  # created concurrently by another process
             return await session.scalar(query)
 
+    @_runs_to_end
     async def accept(
         self, key: ConversationKey, message_id: str, text_: str | None, *, is_private: bool
     ) -> int | None:
@@ -178,12 +268,14 @@ class MemoryStore:
         except IntegrityError:
             return None
 
+    @_runs_to_end
     async def settle(self, inbox_id: int, status: str) -> None:
         async with self._sessions.begin() as session:
             await session.execute(
                 update(InboxMessage).where(InboxMessage.id == inbox_id).values(status=status)
             )
 
+    @_runs_to_end
     async def pending(self, platform: str) -> list[PendingMessage]:
         """Messages accepted but never answered (the process died), oldest first."""
         async with self._sessions() as session:
@@ -208,11 +300,13 @@ class MemoryStore:
                 for r in rows
             ]
 
+    @_runs_to_end
     async def drop_turns_of(self, inbox_id: int) -> None:
         """Remove turns a crashed attempt stored for this message, before it is processed again."""
         async with self._sessions.begin() as session:
             await session.execute(delete(Turn).where(Turn.inbox_id == inbox_id))
 
+    @_runs_to_end
     async def add_turn(
         self,
         key: ConversationKey,
@@ -236,6 +330,7 @@ class MemoryStore:
             await session.flush()
             return turn.id
 
+    @_runs_to_end
     async def context_turns(self, key: ConversationKey, limit: int = 64) -> list[StoredTurn]:
         """The newest ``limit`` turns that may enter a context (not reset, not blocked), oldest first."""
         async with self._sessions() as session:
@@ -252,6 +347,7 @@ class MemoryStore:
             )
             return [StoredTurn(role, text_, created) for role, text_, created in reversed(rows.all())]
 
+    @_runs_to_end
     async def reset(self, key: ConversationKey) -> int:
         """Exclude every earlier turn of this conversation from later contexts."""
         async with self._sessions.begin() as session:
@@ -265,6 +361,7 @@ class MemoryStore:
             )
             return int(getattr(result, "rowcount", 0) or 0)
 
+    @_runs_to_end
     async def forget(self, platform: str, user_id: str) -> int:
         """Delete every conversation and turn of this person on this platform; return turns deleted."""
         async with self._sessions.begin() as session:
@@ -284,6 +381,7 @@ class MemoryStore:
             )
             return int(getattr(result, "rowcount", 0) or 0)
 
+    @_runs_to_end
     async def export(self, platform: str, user_id: str) -> dict[str, Any]:
         """Everything stored about this person on this platform, as JSON-ready data."""
         async with self._sessions() as session:
@@ -324,6 +422,7 @@ class MemoryStore:
             "conversations": out,
         }
 
+    @_runs_to_end
     async def purge_older_than(self, days: int) -> int:
         """Retention: delete turns older than ``days`` days; return how many."""
         cutoff = datetime.now(UTC) - timedelta(days=days)
@@ -331,9 +430,37 @@ class MemoryStore:
             result = await session.execute(delete(Turn).where(Turn.created_at < cutoff))
             return int(getattr(result, "rowcount", 0) or 0)
 
+    @_runs_to_end
     async def count_turns(self) -> int:
         async with self._sessions() as session:
             return int(await session.scalar(select(func.count()).select_from(Turn)) or 0)
+
+    @_runs_to_end
+    async def stats(self) -> dict[str, dict[str, int]]:
+        """Per platform: people, conversations and stored messages (for ``admin stats``)."""
+        async with self._sessions() as session:
+            people = await session.execute(
+                select(Conversation.platform, func.count(func.distinct(Conversation.user_id))).group_by(
+                    Conversation.platform
+                )
+            )
+            conversations = await session.execute(
+                select(Conversation.platform, func.count()).group_by(Conversation.platform)
+            )
+            messages = await session.execute(
+                select(Conversation.platform, func.count(Turn.id))
+                .join(Turn, Turn.conversation_id == Conversation.id)
+                .group_by(Conversation.platform)
+            )
+            out: dict[str, dict[str, int]] = {}
+            for column, rows in (
+                ("people", people),
+                ("conversations", conversations),
+                ("messages", messages),
+            ):
+                for platform, count in rows.all():
+                    out.setdefault(platform, {"people": 0, "conversations": 0, "messages": 0})[column] = count
+            return dict(sorted(out.items()))
 
 
 def _aware(moment: datetime) -> datetime:

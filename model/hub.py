@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from model.errors import WeightsUnavailableError
@@ -10,6 +11,8 @@ from model.errors import WeightsUnavailableError
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "facebook/blenderbot-400M-distill"
+PROBE_TIMEOUT = 8.0  # seconds: a hub that does not answer by then is reported, not retried
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _FILES = (
     "config.json",
     "generation_config.json",
@@ -30,35 +33,81 @@ def _complete(folder: Path) -> bool:
     return (folder / "config.json").exists() and has_weights
 
 
+def is_hub_id(source: str) -> bool:
+    """``org/name``; anything else (``./x``, ``~/x``, ``/x``, ``a/b/c``, a bare name) is a folder."""
+    return bool(_HUB_ID.match(source))
+
+
 def resolve(source: str, data_dir: Path, *, download: bool = True) -> Path:
     """Return a local checkpoint folder for ``source`` (a folder path or a hub id)."""
     local = Path(source).expanduser()
     if local.is_dir():
         return local
-    if source.startswith((".", "/", "~")) or source.count("/") != 1:
+    if not is_hub_id(source) or local.exists():
+        where = local.resolve()
+        what = "is not a folder" if local.exists() else "folder not found"
         raise WeightsUnavailableError(
-            f"model source {source!r} is neither a folder nor a hub id like 'org/name'"
+            f"model.source: {what}: {where} (copy a checkpoint folder there, with config.json, "
+            "model.safetensors or pytorch_model.bin and the tokenizer files, or set model.source to a hub "
+            "id like facebook/blenderbot-400M-distill)"
         )
     folder = cache_folder(data_dir, source)
     if _complete(folder):
         return folder
     if not download:
-        raise WeightsUnavailableError(_how_to_get(source, folder, "it has not been downloaded yet"))
+        raise WeightsUnavailableError(_how_to_get(source, folder, "downloading is off here"))
     return fetch(source, folder)
+
+
+def probe(repo_id: str) -> None:
+    """One request to the hub, with a short timeout: raises with the reason when it cannot be reached
+    or does not have ``repo_id``. huggingface_hub retries connection errors with backoff for half a
+    minute, which is right mid-download and wrong when the machine simply has no network."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import build_hf_headers, get_session
+
+    if constants.HF_HUB_OFFLINE:
+        raise WeightsUnavailableError("HF_HUB_OFFLINE is set, so nothing is downloaded")
+    url = f"{constants.ENDPOINT}/api/models/{repo_id}"
+    try:
+        response = get_session().get(url, headers=build_hf_headers(), timeout=PROBE_TIMEOUT)
+    except Exception as exc:  # httpx's transport errors: DNS failure, refused, timeout, proxy
+        raise WeightsUnavailableError(
+            f"the Hugging Face hub ({constants.ENDPOINT}) cannot be reached: {_reason(exc)}"
+        ) from None
+    if response.status_code in (401, 403, 404):
+        raise WeightsUnavailableError(
+            f"the Hugging Face hub has no public model {repo_id!r} (HTTP {response.status_code}); "
+            "if model.source is meant as a folder, write it as ./" + repo_id
+        )
+    if response.status_code >= 400:
+        raise WeightsUnavailableError(f"the Hugging Face hub answered HTTP {response.status_code}")
+
+
+def _reason(exc: BaseException) -> str:
+    cause: BaseException = exc
+    while cause.__cause__ is not None or cause.__context__ is not None:
+        cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
+    text = str(cause) or str(exc) or cause.__class__.__name__
+    return text.splitlines()[0]
 
 
 def fetch(repo_id: str, folder: Path) -> Path:
     """Download the files a Blenderbot checkpoint needs, with huggingface_hub's progress bars."""
     from huggingface_hub import HfApi, snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
+    try:
+        probe(repo_id)
+    except WeightsUnavailableError as exc:
+        raise WeightsUnavailableError(_how_to_get(repo_id, folder, str(exc))) from None
     try:
         files = set(HfApi().list_repo_files(repo_id))
         weights = "model.safetensors" if "model.safetensors" in files else "pytorch_model.bin"
         logger.info("downloading %s into %s", repo_id, folder)
         snapshot_download(repo_id, local_dir=str(folder), allow_patterns=[*_FILES, weights])
-    except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as exc:
-        raise WeightsUnavailableError(_how_to_get(repo_id, folder, f"the download failed ({exc})")) from None
+    except Exception as exc:  # the network went away mid-download (huggingface_hub raises httpx errors)
+        reason = f"the download failed ({exc.__class__.__name__}: {_reason(exc)})"
+        raise WeightsUnavailableError(_how_to_get(repo_id, folder, reason)) from None
     if not _complete(folder):
         raise WeightsUnavailableError(_how_to_get(repo_id, folder, "the download is incomplete"))
     return folder
@@ -66,8 +115,7 @@ def fetch(repo_id: str, folder: Path) -> Path:
 
 def _how_to_get(repo_id: str, folder: Path, why: str) -> str:
     return (
-        f"model weights for {repo_id} are not available: {why}. Either give this machine internet access "
-        f"and run `python -m bot download`, or copy a checkpoint folder (config.json, model.safetensors or "
-        f"pytorch_model.bin, and tokenizer files) to {folder}, "
-        "or set model.source in config.yaml to such a folder"
+        f"model {repo_id} is not downloaded and {why}. Fix: connect this machine to the internet and run "
+        f"`python -m bot download`, or copy a checkpoint folder (config.json, model.safetensors or "
+        f"pytorch_model.bin, tokenizer files) to {folder}, or set model.source to such a folder"
     )

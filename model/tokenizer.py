@@ -27,6 +27,9 @@ class BlenderbotTokenizer:
 
     def __init__(self, backend: Tokenizer, *, eos_id: int, pad_id: int, small: bool) -> None:
         self._backend = backend
+        # The same tokenizer, but a special token written in the text is plain text (people's messages).
+        self._plain = Tokenizer.from_str(backend.to_str())
+        self._plain.encode_special_tokens = True
         self.eos_id = eos_id
         self.pad_id = pad_id
         self.small = small
@@ -40,9 +43,9 @@ class BlenderbotTokenizer:
         """Token ids of ``text``, post-processed like transformers' tokenizer when ``add_special_tokens``."""
         return list(self._backend.encode(text, add_special_tokens=add_special_tokens).ids)
 
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        """Ids of each text without special tokens (for building contexts turn by turn)."""
-        return [list(e.ids) for e in self._backend.encode_batch(texts, add_special_tokens=False)]
+    def encode_plain(self, text: str) -> list[int]:
+        """Ids of text people wrote: ``</s>`` or ``__end__`` in it is spelled out, never a special id."""
+        return list(self._plain.encode(text, add_special_tokens=False).ids)
 
     def decode(self, ids: list[int] | tuple[int, ...], *, skip_special_tokens: bool = True) -> str:
         keep = [i for i in ids if not (skip_special_tokens and i in self.special_ids)]
@@ -120,5 +123,8 @@ def _small_backend(folder: Path) -> Tokenizer:
         ]
     )
     backend.decoder = decoders.BPEDecoder(suffix="</w>")
-    backend.add_special_tokens([AddedToken(t, normalized=True) for t in _SMALL_SPECIALS if t in vocab])
+    specials = [t for t in _SMALL_SPECIALS if t in vocab and t != "__newln__"]
+    backend.add_special_tokens([AddedToken(t, normalized=True) for t in specials])
+    if "__newln__" in vocab:  # a newline, also in people's text: an added token, not a special one
+        backend.add_tokens([AddedToken("__newln__", normalized=True, special=False)])
     return backend

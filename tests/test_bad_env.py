@@ -110,4 +110,5 @@ def test_corrupt_weights(tmp_path: Path, blenderbot_dir: Path, damage: str) -> N
     else:
         weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     line = one_line_error(run_bot(base_config(tmp_path, folder), tmp_path, "chat"))
-    assert "model.safetensors cannot be read" in line and "python -m bot download" in line
+    assert "model.safetensors cannot be read" in line and "replace it with a complete checkpoint" in line
+    assert "delete" not in line

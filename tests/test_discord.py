@@ -41,6 +41,7 @@ async def dc(tmp_path: Path, blenderbot_dir: Path, monkeypatch: pytest.MonkeyPat
     await app.start()
     adapter = DiscordAdapter(app.core, config.discord, "fake-token")
     await adapter.start()
+    await adapter.start_intake()
     yield Setup(fake, app, adapter)
     await adapter.stop()
     await app.stop()
@@ -189,7 +190,7 @@ async def test_429_then_success(dc: Setup) -> None:
 async def test_both_platforms_at_once_through_the_daemon(
     tmp_path: Path, blenderbot_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from adapters.registry import build_adapters, platform_tokens
+    from adapters.registry import Registry
     from bot.daemon import Daemon
     from tests.fakes.telegram_api import FakeTelegram
 
@@ -207,8 +208,7 @@ async def test_both_platforms_at_once_through_the_daemon(
         discord={"enabled": True},
         telegram={"enabled": True, "api_base_url": fake_tg.base_url},
     )
-    tokens = platform_tokens(config)
-    daemon = Daemon(App(config), lambda core: build_adapters(config, core, tokens))
+    daemon = Daemon(App(config), Registry(config))
     serving = asyncio.create_task(daemon.serve())
     await fake_tg.wait_for(lambda: all(a.connected for a in daemon.adapters) and len(daemon.adapters) == 2)
     await fake_dc.send_message(ALICE, "hello from discord", channel_id=DM_CHANNEL_ID, guild=False)
@@ -225,8 +225,7 @@ async def test_both_platforms_at_once_through_the_daemon(
 def test_enabled_platform_without_token_is_a_clear_error(
     tmp_path: Path, blenderbot_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from adapters.registry import platform_tokens
-    from bot.config import ConfigError
+    from bot.config import ConfigError, platform_tokens
 
     monkeypatch.delenv("DISCORD_TOKEN", raising=False)
     monkeypatch.delenv("DISCORD_TOKEN_FILE", raising=False)

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot import core as core_module
+from bot import messages as messages_module
 from bot.app import App
 from bot.messages import Incoming
 from memory import ConversationKey
@@ -80,7 +81,7 @@ def check(loop: asyncio.AbstractEventLoop, app: App, text: str, user: str) -> No
         app.core.memory.context_turns(ConversationKey("discord", "hostile", user))
     )
     for turn in turns:
-        assert "\x00" not in turn.text and len(turn.text) <= core_module.MAX_MESSAGE_CHARS
+        assert "\x00" not in turn.text and len(turn.text) <= messages_module.MAX_MESSAGE_CHARS
         turn.text.encode("utf-8")  # storable and sendable: no lone surrogates survive
 
 

@@ -131,5 +131,5 @@ async def test_reopening_keeps_data_and_migrations_are_idempotent(tmp_path: Path
 async def test_unreachable_database_is_a_clear_error() -> None:
     with pytest.raises(MemoryStoreError, match="cannot open the database postgresql"):
         await MemoryStore.open("postgresql+asyncpg://nobody:secret@127.0.0.1:9/none")
-    with pytest.raises(MemoryStoreError, match="not a valid database URL"):
+    with pytest.raises(MemoryStoreError, match="the database URL is not a valid URL"):
         await MemoryStore.open("not a url")

@@ -145,9 +145,7 @@ def test_offline_hub_id_says_how_to_get_weights(tmp_path: Path) -> None:
         timeout=120,
         cwd=Path(__file__).resolve().parent.parent,
     )
-    assert "ERR model weights for facebook/blenderbot-400M-distill are not available" in out.stdout, (
-        out.stderr
-    )
+    assert "ERR model facebook/blenderbot-400M-distill is not downloaded" in out.stdout, out.stderr
     assert "copy a checkpoint folder" in out.stdout
     assert str(tmp_path / "models" / "facebook--blenderbot-400M-distill") in out.stdout
 

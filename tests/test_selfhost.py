@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 import yaml
 
-from adapters.registry import build_adapters, platform_tokens
+from adapters.registry import Registry
 from bot import app as app_module
 from bot.app import App
 from bot.daemon import Daemon
@@ -149,8 +149,7 @@ async def daemon_with_slow_model(
         telegram={"enabled": True, "api_base_url": fake.base_url},
         shutdown={"grace_seconds": 10},
     )
-    tokens = platform_tokens(config)
-    daemon = Daemon(App(config), lambda core: build_adapters(config, core, tokens))
+    daemon = Daemon(App(config), Registry(config))
     yield daemon, fake
     await fake.stop()
 
@@ -163,6 +162,7 @@ async def get_json(url: str) -> tuple[int, Any]:
 async def test_healthz_reports_each_part(daemon_with_slow_model: tuple[Daemon, FakeTelegram]) -> None:
     daemon, _ = daemon_with_slow_model
     await daemon.start()
+    await daemon.ready.wait()
     assert daemon.http is not None
     url = f"http://127.0.0.1:{daemon.http.port}/healthz"
     status, body = await get_json(url)
@@ -183,6 +183,7 @@ async def test_shutdown_finishes_in_flight_replies_and_leaves_new_messages_for_l
 ) -> None:
     daemon, fake = daemon_with_slow_model
     await daemon.start()
+    await daemon.ready.wait()
     fake.send(fake.chat(7), 7, "a message in flight")
     await fake.wait_for(lambda: bool(fake.sent("sendChatAction", 7)))  # being generated (1 s)
     stopping = asyncio.create_task(daemon.stop())

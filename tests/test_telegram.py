@@ -26,6 +26,7 @@ class Setup:
         await self.adapter.stop()
         self.adapter = TelegramAdapter(self.app.core, self.config.telegram, self.fake.token)
         await self.adapter.start()
+        await self.adapter.start_intake()
 
 
 @pytest.fixture
@@ -46,6 +47,7 @@ async def tg(tmp_path: Path, blenderbot_dir: Path) -> AsyncIterator[Setup]:
     await app.start()
     adapter = TelegramAdapter(app.core, config.telegram, fake.token)
     await adapter.start()
+    await adapter.start_intake()
     setup = Setup(fake, app, adapter, config)
     yield setup
     await setup.adapter.stop()

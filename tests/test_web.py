@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from adapters.web import WebAdapter
+from adapters.registry import Registry
 from bot import app as app_module
 from bot.app import App
 from bot.daemon import Daemon
@@ -47,8 +47,9 @@ async def start_site(
     monkeypatch.setattr(app_module, "load_model", load)
     port = free_port()
     config = tiny_config(tmp_path / "data", blenderbot_dir, http={"port": port}, web={"enabled": True})
-    app = App(config)
-    daemon = Daemon(app, lambda core: [], web=WebAdapter(lambda: app.core, config.web, token))
+    if token is not None:
+        monkeypatch.setenv("BLENDERD_WEB_TOKEN", token)
+    daemon = Daemon(App(config), Registry(config))
     await daemon.start()
     return Site(daemon, holder["m"], f"http://127.0.0.1:{port}/chat")
 

@@ -45,9 +45,10 @@ form.addEventListener("submit", async (event) => {
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ text }),
     });
-    const data = await response.json();
-    if (!response.ok) add("error", data.error || "Something went wrong (" + response.status + ").");
-    else if (data.reply !== null) add("bot", data.reply, data.attachment);
+    let data = null;
+    try { data = await response.json(); } catch (error) { data = null; }
+    if (!response.ok) add("error", (data && data.error) || "Something went wrong (" + response.status + ").");
+    else if (data && data.reply !== null) add("bot", data.reply, data.attachment);
   } catch (error) {
     add("error", "The bot is not reachable right now. Please try again.");
   } finally {

@@ -61,8 +61,10 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 class FakeDiscord(FakeServer):
-    def __init__(self) -> None:
+    def __init__(self, token: str | None = None) -> None:
+        """``token``: when set, REST calls with another token get 401 as from Discord."""
         super().__init__()
+        self.token = token
         self.me = user(BOT_ID, "blenderd", bot=True)
         self.calls: list[Call] = []
         self.failures: dict[tuple[str, str], list[tuple[int, dict[str, Any]]]] = {}
@@ -265,6 +267,8 @@ class FakeDiscord(FakeServer):
 
     async def _rest(self, request: web.Request) -> web.Response:
         path = "/" + request.match_info["path"]
+        if self.token is not None and request.headers.get("Authorization") != f"Bot {self.token}":
+            return _json({"message": "401: Unauthorized", "code": 0}, 401)
         body: Any = None
         files: dict[str, tuple[str, bytes]] = {}
         if request.content_type == "application/json":

@@ -19,12 +19,13 @@ class FakeServer(ABC):
     def routes(self, app: web.Application) -> None:
         """Add this server's routes."""
 
-    async def start(self) -> None:
+    async def start(self, port: int = 0) -> None:
+        """Listen on ``port`` (0: any free one; read :attr:`port` afterwards)."""
         app = web.Application()
         self.routes(app)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 

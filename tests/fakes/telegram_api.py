@@ -49,6 +49,7 @@ class FakeTelegram(FakeServer):
         }
         self.updates: list[dict[str, Any]] = []
         self.calls: list[Call] = []
+        self.unauthorized: list[str] = []  # methods called with a wrong token
         self.failures: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1)
@@ -111,6 +112,18 @@ class FakeTelegram(FakeServer):
     def fail_next(self, method: str, status: int, body: dict[str, Any], times: int = 1) -> None:
         self.failures.setdefault(method, []).extend([(status, body)] * times)
 
+    @staticmethod
+    def replied_to(call: Call) -> int | None:
+        """The message a sendMessage answers (PTB sends ``reply_parameters``; older clients
+        ``reply_to_message_id``)."""
+        parameters = call.params.get("reply_parameters")
+        if isinstance(parameters, str):
+            parameters = json.loads(parameters)
+        if isinstance(parameters, dict):
+            return int(parameters["message_id"])
+        legacy = call.params.get("reply_to_message_id")
+        return None if legacy is None else int(legacy)
+
     def sent(self, method: str = "sendMessage", chat_id: int | None = None) -> list[Call]:
         return [
             c
@@ -122,6 +135,7 @@ class FakeTelegram(FakeServer):
 
     async def _handle(self, request: web.Request) -> web.Response:
         if request.match_info["token"] != self.token:
+            self.unauthorized.append(request.match_info["method"])
             return web.json_response(
                 {"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401
             )
