@@ -100,7 +100,7 @@ async def with_retries(
 Handle = Callable[[int | None], Awaitable[None]]
 Apologise = Callable[[], Awaitable[None]]
 OUTAGE_FIRST = 0.5
-OUTAGE_MAX = 10.0
+OUTAGE_MAX = 2.0  # the bot answers again within about 2 s of the database's return
 
 
 class Intake:
