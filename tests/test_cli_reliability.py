@@ -149,7 +149,13 @@ async def test_recovered_messages_are_answered_before_newer_ones(
         await process.wait()
         sent.append(fake.send(group, 9, "@blenderd_bot a newer message")["message_id"])
         process = await daemon.start()  # recovery of 3 (or fewer) and the new one, which arrives at once
-        await fake.wait_for(lambda: len(fake.sent("sendMessage", -500)) >= 4, timeout=240)
+        await fake.wait_for(lambda: bool(fake.sent("sendMessage", -500)), timeout=120)
+        process.send_signal(signal.SIGKILL)  # again, during recovery
+        await process.wait()
+        process = await daemon.start()
+        await fake.wait_for(
+            lambda: len({fake.replied_to(c) for c in fake.sent("sendMessage", -500)}) >= 4, 240
+        )
         await asyncio.sleep(1.0)
         assert await stop(process) == 0
     finally:
@@ -157,7 +163,8 @@ async def test_recovered_messages_are_answered_before_newer_ones(
             await stop(daemon.process)
         await fake.stop()
     answered = [fake.replied_to(c) for c in fake.sent("sendMessage", -500)]
-    assert answered == sent, daemon.log()[-3000:]  # each once, oldest first
+    assert list(dict.fromkeys(answered)) == sent, daemon.log()[-3000:]  # every one, oldest first
+    assert len(answered) - len(sent) <= 2  # at most the reply in flight at each of the two kills
 
 
 async def test_busy_answers_do_not_use_up_the_rate_limit(tmp_path: Path, heavy_blenderbot_dir: Path) -> None:

@@ -132,6 +132,13 @@ def chat_session(url: str, tmp_path: Path, screenshot: Path) -> dict[str, Any]:
         link = driver.find_element(By.CSS_SELECTOR, "#log .msg.bot a[download]")
         seen["export_link"] = (link.get_attribute("download"), link.get_attribute("href")[:5])
         driver.save_screenshot(str(screenshot))
+        # Past the field's maxlength (a script can do that): the server's 413 text is what the page shows.
+        driver.execute_script(
+            "document.getElementById('text').value = 'x'.repeat(70000);"
+            "document.getElementById('composer').requestSubmit();"
+        )
+        wait(driver, lambda d: bool(bubbles(d, "error")))
+        seen["too_long"] = bubbles(driver, "error")[-1]
     finally:
         driver.quit()
     return seen
@@ -152,6 +159,7 @@ async def test_chat_in_a_real_browser(site: Site, tmp_path: Path) -> None:
     assert seen["xss_bot"] == XSS + " and more"
     assert seen["title"] == "blenderd" and seen["injected"] == 0
     assert seen["export_link"] == ("blenderd-export.json", "blob:")
+    assert seen["too_long"] == "That message is too long (at most 64 KiB)."
     assert screenshot.stat().st_size > 10_000
     target = os.environ.get("BLENDERD_SCREENSHOT")
     if target:
