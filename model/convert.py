@@ -8,6 +8,7 @@ when present they must equal it.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,27 +73,58 @@ def _layer_weights(prefix: str, layer: EncoderLayer | DecoderLayer) -> Iterator[
         yield f"{prefix}.{name}.bias", norm.beta
 
 
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
 def read_state_dict(folder: Path) -> tuple[dict[str, torch.Tensor], Path]:
-    """Load every tensor of a checkpoint folder, on the CPU."""
-    safetensors_path = folder / "model.safetensors"
-    bin_path = folder / "pytorch_model.bin"
-    if safetensors_path.exists():
+    """Load every tensor of a checkpoint folder, on the CPU: ``model.safetensors``, shards listed in
+    ``model.safetensors.index.json``, ``pytorch_model.bin`` or its shards (in that order of preference)."""
+    for name in WEIGHT_FILES:
+        path = folder / name
+        if not path.exists():
+            continue
+        if not name.endswith(".index.json"):
+            return _read_file(path), path
+        state: dict[str, torch.Tensor] = {}
+        for shard in _shards(path):
+            state.update(_read_file(folder / shard))
+        return state, path
+    raise CheckpointError(f"{folder} has neither model.safetensors nor pytorch_model.bin (or their shards)")
+
+
+def _shards(index: Path) -> list[str]:
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        shards = sorted(set(weight_map.values()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{index} cannot be read as a shard index: {exc}") from None
+    for shard in shards:
+        if "/" in shard or "\\" in shard or not (index.parent / shard).is_file():
+            raise CheckpointError(f"{index} names the shard {shard!r}, which is not in the folder")
+    return shards
+
+
+def _read_file(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(safetensors_path)), safetensors_path
+            return load_file(str(path))
         except (SafetensorError, OSError) as exc:
-            raise CheckpointError(f"{safetensors_path} cannot be read: {exc}") from None
-    if bin_path.exists():
-        try:
-            state = torch.load(str(bin_path), map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises several unrelated types for a bad file
-            raise CheckpointError(f"{bin_path} cannot be read: {exc}") from None
-        if not isinstance(state, dict):
-            raise CheckpointError(f"{bin_path} does not hold a state dict")
-        return state, bin_path
-    raise CheckpointError(f"{folder} has neither model.safetensors nor pytorch_model.bin")
+            raise CheckpointError(f"{path} cannot be read: {exc}") from None
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several unrelated types for a bad file
+        raise CheckpointError(f"{path} cannot be read: {exc}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} does not hold a state dict")
+    return state
 
 
 def _normalise(name: str) -> str:

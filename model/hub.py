@@ -28,9 +28,16 @@ def cache_folder(data_dir: Path, repo_id: str) -> Path:
     return data_dir / "models" / repo_id.replace("/", "--")
 
 
+_WEIGHTS = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
 def _complete(folder: Path) -> bool:
-    has_weights = (folder / "model.safetensors").exists() or (folder / "pytorch_model.bin").exists()
-    return (folder / "config.json").exists() and has_weights
+    return (folder / "config.json").exists() and any((folder / name).exists() for name in _WEIGHTS)
 
 
 def is_hub_id(source: str) -> bool:
@@ -102,9 +109,13 @@ def fetch(repo_id: str, folder: Path) -> Path:
         raise WeightsUnavailableError(_how_to_get(repo_id, folder, str(exc))) from None
     try:
         files = set(HfApi().list_repo_files(repo_id))
-        weights = "model.safetensors" if "model.safetensors" in files else "pytorch_model.bin"
+        weights = next((name for name in _WEIGHTS if name in files), "pytorch_model.bin")
+        patterns = [*_FILES, weights]
+        if weights.endswith(".index.json"):  # a sharded checkpoint: the index and its shards
+            stem = weights.removesuffix(".index.json").rsplit(".", 1)
+            patterns.append(f"{stem[0]}-*.{stem[1]}")
         logger.info("downloading %s into %s", repo_id, folder)
-        snapshot_download(repo_id, local_dir=str(folder), allow_patterns=[*_FILES, weights])
+        snapshot_download(repo_id, local_dir=str(folder), allow_patterns=patterns)
     except Exception as exc:  # the network went away mid-download (huggingface_hub raises httpx errors)
         reason = f"the download failed ({exc.__class__.__name__}: {_reason(exc)})"
         raise WeightsUnavailableError(_how_to_get(repo_id, folder, reason)) from None

@@ -5,11 +5,17 @@
   transformers does. Callers that need the end token (the context builder) append ``eos_id``.
 * BlenderbotSmall: the lowercase subword-nmt BPE of ParlAI (``@@`` marks a piece that does not
   end a word). Its vocabulary is rewritten for the ``tokenizers`` BPE model: ``abc@@`` becomes
-  ``abc`` and a word-final ``abc`` becomes ``abc</w>``, so ids are unchanged.
+  ``abc`` and a word-final ``abc`` becomes ``abc</w>``, so ids are unchanged. The real 90M files
+  have merges whose results are not in the vocabulary (5,755 of 30,000); ParlAI and transformers
+  apply them anyway and look the pieces up afterwards, unknown ones becoming ``__unk__``. The
+  ``tokenizers`` BPE model needs every merge result in its vocabulary, so those pieces get ids past
+  the model's table, and :meth:`BlenderbotTokenizer.encode` turns each of them into ``__unk__``:
+  no id outside the embedding table ever reaches the model.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers
@@ -18,6 +24,7 @@ from tokenizers.models import BPE
 from model.config import BlenderbotConfig, read_json
 from model.errors import CheckpointError
 
+_NEWLINE = re.compile(r" *\n *")
 _SMALL_SPECIALS = ("__start__", "__end__", "__unk__", "__null__", "__newln__")
 _BYTE_LEVEL_SPECIALS = ("<s>", "</s>", "<pad>", "<unk>", "<mask>")
 
@@ -25,8 +32,22 @@ _BYTE_LEVEL_SPECIALS = ("<s>", "</s>", "<pad>", "<unk>", "<mask>")
 class BlenderbotTokenizer:
     """Text <-> ids for one checkpoint. ``special_ids`` are dropped by ``decode``."""
 
-    def __init__(self, backend: Tokenizer, *, eos_id: int, pad_id: int, small: bool) -> None:
+    def __init__(
+        self,
+        backend: Tokenizer,
+        *,
+        eos_id: int,
+        pad_id: int,
+        small: bool,
+        vocab_size: int | None = None,
+        unk_id: int | None = None,
+    ) -> None:
+        """``vocab_size``: the model's embedding table; ids from ``vocab_size`` up become ``unk_id``."""
         self._backend = backend
+        self.vocab_size = (
+            vocab_size if vocab_size is not None else backend.get_vocab_size(with_added_tokens=True)
+        )
+        self.unk_id = unk_id
         # The same tokenizer, but a special token written in the text is plain text (people's messages).
         self._plain = Tokenizer.from_str(backend.to_str())
         self._plain.encode_special_tokens = True
@@ -41,29 +62,44 @@ class BlenderbotTokenizer:
 
     def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
         """Token ids of ``text``, post-processed like transformers' tokenizer when ``add_special_tokens``."""
-        return list(self._backend.encode(text, add_special_tokens=add_special_tokens).ids)
+        return self._in_table(self._backend.encode(text, add_special_tokens=add_special_tokens).ids)
 
     def encode_plain(self, text: str) -> list[int]:
         """Ids of text people wrote: ``</s>`` or ``__end__`` in it is spelled out, never a special id."""
-        return list(self._plain.encode(text, add_special_tokens=False).ids)
+        return self._in_table(self._plain.encode(text, add_special_tokens=False).ids)
+
+    def _in_table(self, ids: list[int]) -> list[int]:
+        """Ids the embedding table has: a piece past it (a merge result outside the vocabulary, an
+        added token such as ``<mask>`` saved by transformers) becomes the unknown token."""
+        size, unk = self.vocab_size, self.unk_id
+        if unk is None:
+            return list(ids)
+        return [i if i < size else unk for i in ids]
 
     def decode(self, ids: list[int] | tuple[int, ...], *, skip_special_tokens: bool = True) -> str:
         keep = [i for i in ids if not (skip_special_tokens and i in self.special_ids)]
         text = self._backend.decode(keep, skip_special_tokens=False)
         if self.small:
-            text = text.replace("__newln__", "\n").replace(" \n ", "\n")
+            text = _NEWLINE.sub("\n", text.replace("__newln__", "\n"))  # as ParlAI shows it
         return text.strip()
 
     @classmethod
     def from_folder(cls, folder: Path, config: BlenderbotConfig) -> BlenderbotTokenizer:
         small = config.variant == "blenderbot_small"
         backend = _small_backend(folder) if small else _byte_level_backend(folder)
-        if backend.get_vocab_size(with_added_tokens=True) > config.vocab_size:
+        unk = backend.token_to_id("__unk__" if small else "<unk>")
+        if unk is None or unk >= config.vocab_size:
             raise CheckpointError(
-                f"{folder}: the tokenizer has {backend.get_vocab_size()} tokens, "
-                f"the model only {config.vocab_size}"
+                f"{folder}: the tokenizer has no unknown token inside the model's vocabulary"
             )
-        return cls(backend, eos_id=config.eos_token_id, pad_id=config.pad_token_id, small=small)
+        return cls(
+            backend,
+            eos_id=config.eos_token_id,
+            pad_id=config.pad_token_id,
+            small=small,
+            vocab_size=config.vocab_size,
+            unk_id=unk,
+        )
 
 
 def _read_vocab_merges(folder: Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
@@ -110,6 +146,13 @@ def _small_backend(folder: Path) -> Tokenizer:
         else:
             renamed[token + "</w>"] = index
     unk = "__unk__" if "__unk__" in vocab else None
+    # Merge results (and their parts) missing from the vocabulary get ids past it: see the docstring.
+    extra = max(vocab.values(), default=-1) + 1
+    for left, right in merges:
+        for piece in (left, right, left + right):
+            if piece not in renamed:
+                renamed[piece] = extra
+                extra += 1
     backend = Tokenizer(BPE(vocab=renamed, merges=merges, unk_token=unk, end_of_word_suffix="</w>"))
     # ParlAI's rules: a newline becomes __newln__, ".,!?()" start a new piece, "'" stands alone.
     backend.normalizer = normalizers.Sequence(
