@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import os
 import resource
+import shutil
 import statistics
 import sys
 import tempfile
@@ -41,6 +42,7 @@ FULL: dict[str, Any] = {  # facebook/blenderbot-400M-distill
     "encoder_ffn_dim": 5120,
     "decoder_ffn_dim": 5120,
     "max_position_embeddings": 128,
+    "init_std": 0.02,  # transformers' initialisation: weight magnitudes like a trained model's, not 0.3
 }
 QUICK: dict[str, Any] = {
     **FULL,
@@ -125,21 +127,26 @@ def main() -> None:
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true", help="a smaller model, to check the script runs")
+    parser.add_argument("--quality", type=int, default=8, help="contexts for the int8 vs float32 comparison")
+    parser.add_argument(
+        "--no-timing", action="store_true", help="only memory, int8 quality and cold starts (no speed rows)"
+    )
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     from transformers import BlenderbotForConditionalGeneration
 
     shape = QUICK if args.quick else FULL
     device = torch.device(args.device)
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = build_blenderbot(Path(tmp) / "ck", shape=shape)
-        hf = BlenderbotForConditionalGeneration.from_pretrained(str(folder), attn_implementation="sdpa")
-        hf = hf.eval().to(device)
-        ours_by_dtype = {d: model.load(folder, device=args.device, dtype=d) for d in args.dtypes.split(",")}
+    tmp = Path(tempfile.mkdtemp())
+    folder = build_blenderbot(tmp / "ck", shape=shape)
+    hf = BlenderbotForConditionalGeneration.from_pretrained(str(folder), attn_implementation="sdpa")
+    hf = hf.eval().to(device)
+    ours_by_dtype = {d: model.load(folder, device=args.device, dtype=d) for d in args.dtypes.split(",")}
     print(
         f"# {'400M-distill shape' if not args.quick else 'quick shape'}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, device {args.device}, repeats {args.repeats}"
     )
+    print(f"# cpu: {cpu_flags()}")
     print(f"{'row':44s} {'ours':>9s} {'hf fp32':>9s} {'ratio':>6s}  note")
     context = list(range(10, 10 + 60))  # a 60-token conversation
 
@@ -172,6 +179,9 @@ def main() -> None:
         "encoder_no_repeat_ngram_size": 3,
     }
     for dtype, m in ours_by_dtype.items():
+        if args.no_timing:
+            row(f"[{dtype}] weights held (MiB)", resident_weights(m) / 2**20, _param_bytes(hf) / 2**20)
+            continue
         a, b = side_by_side(our_generate(m, 1, **greedy32), hf_generate(1, **greedy32), args.repeats)
         row(
             f"[{dtype}] greedy 32 tokens, batch 1 (s)",
@@ -201,16 +211,116 @@ def main() -> None:
             hf_generate(1, **beam60)()
         with PeakRSS() as mine:
             our_generate(m, 1, **beam60)()
-        weights = sum(v.numpy().nbytes for v in m.backbone.weights) / 2**20
-        if dtype == "int8":  # the packed int8 kernels come on top of the float32 variables
-            weights += sum(lin.in_features * lin.out_features for lin in _linears(m)) / 2**20
-        hf_weights = sum(p.numel() * p.element_size() for p in hf.parameters()) / 2**20
+        weights = resident_weights(m) / 2**20
+        hf_weights = _param_bytes(hf) / 2**20
         row(
             f"[{dtype}] peak RSS growth, beam 10 x 60 (MiB)",
             mine.grew_mb,
             max(theirs.grew_mb, 1e-9),
             f"weights {weights:.0f} MiB vs {hf_weights:.0f} MiB",
         )
+
+    if "int8" in ours_by_dtype and "float32" in ours_by_dtype:
+        quality(ours_by_dtype["float32"], ours_by_dtype["int8"], beam60, args.quality)
+    for dtype in args.dtypes.split(","):
+        cold_start(folder, dtype, tmp)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _param_bytes(net: Any) -> int:
+    return sum(p.numel() * p.element_size() for p in net.parameters())
+
+
+def resident_weights(m: model.Blenderbot) -> int:
+    """Bytes of weights held: float tensors (a released int8 kernel holds none) plus packed int8 kernels."""
+    floats = sum(v.value.numel() * v.value.element_size() for v in m.backbone.weights)
+    return floats + sum(lin.int8_bytes for lin in _linears(m))
+
+
+def quality(fp32: model.Blenderbot, int8: model.Blenderbot, beam: dict[str, Any], count: int) -> None:
+    """How often int8's beam-10 reply equals float32's, and how far its log-probabilities are from
+    float32's on float32's own reply (teacher-forced), over ``count`` random 60-token contexts."""
+    generator = torch.Generator().manual_seed(0)
+    vocab = fp32.config.vocab_size
+    contexts = [torch.randint(10, vocab, (60,), generator=generator).tolist() for _ in range(count)]
+    settings = model.GenerationSettings(**beam)
+    same, worst, mean = 0, 0.0, []
+    for context in contexts:
+        a = fp32.generate([context], settings)[0][0].tokens
+        b = int8.generate([context], settings)[0][0].tokens
+        same += list(a) == list(b)
+        decoder = [[fp32.config.decoder_start_token_id, *a[:-1]]]
+        la = torch.log_softmax(torch.as_tensor(fp32.logits([context], decoder)), -1)
+        lb = torch.log_softmax(torch.as_tensor(int8.logits([context], decoder)), -1)
+        picked = torch.as_tensor(a).view(1, -1, 1)
+        diff = (la.gather(-1, picked) - lb.gather(-1, picked)).abs()
+        worst = max(worst, float(diff.max()))
+        mean.append(float(diff.mean()))
+    print(
+        f"[int8 vs float32] beam 10 x 60 on {count} random contexts: {same}/{count} replies identical; "
+        f"log-prob of float32's reply tokens differs by {statistics.mean(mean):.3f} on average, "
+        f"{worst:.3f} at most (random weights)",
+        flush=True,
+    )
+
+
+def cold_start(folder: Path, dtype: str, tmp: Path) -> None:
+    """`python -m bot chat` from nothing to its first reply, and the model's process RSS after load."""
+    import subprocess
+
+    config = tmp / f"cold-{dtype}.yaml"
+    config.write_text(
+        f"data_dir: {tmp / ('data-' + dtype)}\n"
+        f"model: {{source: {folder}, device: cpu, dtype: {dtype}, "
+        "generation: {num_beams: 10, max_length: 20}}\n"
+        "safety: {classifier: {enabled: false}}\n"
+    )
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "chat", "--config", str(config)],
+        input="Hello, how are you today?\n",
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        check=False,
+    )
+    first_reply = time.perf_counter() - started
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import model, resource; "
+            f"m = model.load({str(folder)!r}, device='cpu', dtype={dtype!r}); "
+            "print(int(open('/proc/self/statm').read().split()[1]) * resource.getpagesize())",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        check=False,
+    )
+    rss = int(probe.stdout.split()[-1]) / 2**20 if probe.returncode == 0 else float("nan")
+    ok = "ok" if result.returncode == 0 and result.stdout.strip() else f"failed: {result.stderr[-200:]}"
+    print(
+        f"[{dtype}] cold start to the first reply (python -m bot chat, beam 10 x 20): "
+        f"{first_reply:.1f} s ({ok}); process RSS after load {rss:.0f} MiB",
+        flush=True,
+    )
+
+
+def cpu_flags() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            info = fh.read()
+    except OSError:
+        return "unknown"
+    name = next(
+        (line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?"
+    )
+    flags = next(
+        (line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []
+    )
+    wanted = [f for f in flags if f.startswith(("avx", "amx", "fma", "f16c", "vnni"))]
+    return f"{name}; {' '.join(wanted)}"
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ class GenerationConfig(_Section):
 class ModelConfig(_Section):
     source: str = "facebook/blenderbot-400M-distill"
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    dtype: Literal["float32", "bfloat16", "float16", "int8"] = "float32"
+    dtype: Literal["auto", "float32", "bfloat16", "float16", "int8"] = "auto"
     generation: GenerationConfig = GenerationConfig()
     candidates: int = Field(default=3, ge=1, description="n-best replies kept for the safety check")
     timeout_seconds: float = Field(default=60.0, gt=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +20,27 @@ from model.tokenizer import BlenderbotTokenizer
 
 logger = logging.getLogger(__name__)
 
-DTYPES = ("float32", "bfloat16", "float16", "int8")
+DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
+
+
+def pick_dtype(dtype: str, device: str) -> str:
+    """``auto``: int8 on a CPU with fbgemm (x86), else float32; on a GPU bfloat16 where supported, else
+    float16."""
+    if dtype != "auto":
+        return dtype
+    if device == "cpu":
+        return "int8" if "fbgemm" in torch.backends.quantized.supported_engines else "float32"
+    return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+
+
+def release_freed_memory() -> None:
+    """Give the heap's free pages back to the OS (glibc), so the resident size shows what is kept."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def pick_device(device: str) -> str:
@@ -47,6 +68,7 @@ class Blenderbot:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         self.folder = folder
         self.device = pick_device(device)
+        dtype = pick_dtype(dtype, self.device)
         if dtype == "int8" and self.device != "cpu":
             raise ValueError(
                 "dtype int8 (dynamic quantisation) runs on the CPU; use bfloat16 or float16 on a GPU"
@@ -61,6 +83,7 @@ class Blenderbot:
             load_weights(self.backbone, folder)
             if dtype == "int8":
                 self.backbone.quantize_int8()
+                release_freed_memory()
         logger.info(
             "model %s ready on %s (%s): %d decoder layers, d_model %d, context %d tokens",
             folder.name,

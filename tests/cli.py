@@ -19,6 +19,8 @@ from typing import Any
 import aiohttp
 import yaml
 
+from tests.helpers import tiny_raw
+
 ROOT = Path(__file__).resolve().parent.parent
 SHIM = ROOT / "tests" / "fakes" / "shim"  # points discord.py at a fake server (see its docstring)
 _CLEARED = (
@@ -61,22 +63,8 @@ def offline_env(**extra: str) -> dict[str, str]:
 
 
 def tiny(folder: Path, checkpoint: Path, **sections: Any) -> dict[str, Any]:
-    """A config for the tiny checkpoint, without the classifier, with short replies."""
-    raw: dict[str, Any] = {
-        "data_dir": str(folder / "data"),
-        "model": {
-            "source": str(checkpoint),
-            "device": "cpu",
-            "generation": {"num_beams": 1, "max_length": 8},
-        },
-        "safety": {"classifier": {"enabled": False}},
-    }
-    for key, value in sections.items():
-        if isinstance(value, dict) and isinstance(raw.get(key), dict):
-            raw[key] = {**raw[key], **value}
-        else:
-            raw[key] = value
-    return raw
+    """A config file's content for the tiny checkpoint, with its data in ``folder/data``."""
+    return tiny_raw(folder / "data", checkpoint, **sections)
 
 
 def write_config(folder: Path, raw: dict[str, Any], name: str = "config.yaml") -> Path:

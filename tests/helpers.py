@@ -13,12 +13,14 @@ from bot.worker import Generator
 from model import GenerationSettings, Hypothesis
 
 
-def tiny_config(data_dir: Path, checkpoint: Path, **sections: Any) -> Config:
+def tiny_raw(data_dir: Path, checkpoint: Path, **sections: Any) -> dict[str, Any]:
+    """A config (as the YAML file holds it) for a tiny checkpoint, float32, short greedy replies."""
     raw: dict[str, Any] = {
         "data_dir": str(data_dir),
         "model": {
             "source": str(checkpoint),
             "device": "cpu",
+            "dtype": "float32",
             "generation": {"num_beams": 1, "max_length": 12},
         },
         # Tests of the classifier configure it (tests/test_safety.py); the rest run without it.
@@ -29,7 +31,11 @@ def tiny_config(data_dir: Path, checkpoint: Path, **sections: Any) -> Config:
             raw[key] = {**raw[key], **value}
         else:
             raw[key] = value
-    return parse_config(raw)
+    return raw
+
+
+def tiny_config(data_dir: Path, checkpoint: Path, **sections: Any) -> Config:
+    return parse_config(tiny_raw(data_dir, checkpoint, **sections))
 
 
 class CountingModel:

@@ -166,3 +166,15 @@ def test_interactive_console_answers_and_ctrl_c_leaves_at_once(tmp_path: Path, b
             process.kill()
         os.close(controller)
     assert (tmp_path / "data" / "console_history").exists()  # readline's history, for the next time
+
+
+def test_the_default_dtype_is_int8_on_a_cpu(tmp_path: Path, blenderbot_dir: Path) -> None:
+    raw = {
+        "model": {"source": str(blenderbot_dir), "generation": {"num_beams": 2, "max_length": 8}},
+        "logging": {"file": "bot.log"},
+        "safety": {"classifier": {"enabled": False}},
+    }
+    result = run("chat", "--config", str(write_config(tmp_path, raw)), cwd=tmp_path, stdin="Hello there\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+    assert "ready on cpu (int8)" in (tmp_path / "bot.log").read_text()  # logging.file gets the INFO lines

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import sqlite3
 from pathlib import Path
@@ -71,19 +72,21 @@ async def test_bad_bytes_never_stop_the_intake(tmp_path: Path, blenderbot_dir: P
     else:
         daemon = await daemon_for(tmp_path, blenderbot_dir)
     fake = daemon.fake
+    # Chats of their own: the PostgreSQL test database outlives this run, and its inbox remembers ids.
+    a, b, c = (random.randint(10**6, 10**9) for _ in range(3))
     try:
         await daemon.start()
-        fake.send(fake.chat(61), 61, "a lone \ud800 surrogate")
-        fake.send(fake.chat(62), 62, "hello\u0000world with a NUL")
-        fake.send(fake.chat(63), 63, "and a normal message after them")
-        await fake.wait_for(lambda: all(fake.sent("sendMessage", c) for c in (61, 62, 63)), timeout=60)
+        fake.send(fake.chat(a), a, "a lone \ud800 surrogate")
+        fake.send(fake.chat(b), b, "hello\u0000world with a NUL")
+        fake.send(fake.chat(c), c, "and a normal message after them")
+        await fake.wait_for(lambda: all(fake.sent("sendMessage", chat) for chat in (a, b, c)), timeout=60)
         answer = await health(daemon.port)
         assert answer is not None and answer[0] == 200
         assert daemon.process is not None and await stop(daemon.process) == 0
-        daemon.fake.send(fake.chat(63), 63, "after a restart")
+        daemon.fake.send(fake.chat(c), c, "after a restart")
         await daemon.start()  # nothing is fetched again and nothing blocks the poller
-        await fake.wait_for(lambda: len(fake.sent("sendMessage", 63)) == 2, timeout=60)
-        assert [len(fake.sent("sendMessage", c)) for c in (61, 62)] == [1, 1]
+        await fake.wait_for(lambda: len(fake.sent("sendMessage", c)) == 2, timeout=60)
+        assert [len(fake.sent("sendMessage", chat)) for chat in (a, b)] == [1, 1]
         assert daemon.process is not None and await stop(daemon.process) == 0
     finally:
         if daemon.process is not None:

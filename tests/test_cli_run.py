@@ -78,12 +78,19 @@ async def test_a_wrong_telegram_token_is_one_line_and_never_printed(
         code = await asyncio.wait_for(daemon.wait(), 120)
     finally:
         await fake.stop()
+    line = rejected(log, code, secret="WRONG-TOKEN")
+    assert "telegram rejected TELEGRAM_TOKEN" in line and "@BotFather" in line
+    assert fake.unauthorized == ["getMe"]  # a rejected token is not retried
+
+
+def rejected(log: Path, code: int, *, secret: str) -> str:
+    """The one ERROR line of a start that a platform refused; the token appears nowhere."""
     text = log.read_text()
     assert code == 2, text[-3000:]
     errors = [line for line in text.splitlines() if " ERROR " in line]
-    assert len(errors) == 1 and "telegram rejected TELEGRAM_TOKEN" in errors[0] and "@BotFather" in errors[0]
-    assert "Traceback" not in text and "WRONG-TOKEN" not in text
-    assert fake.unauthorized == ["getMe"]  # a rejected token is not retried
+    assert len(errors) == 1, text[-3000:]
+    assert "Traceback" not in text and secret not in text
+    return errors[0]
 
 
 def discord_env(fake_api: str, fake_gateway: str, token: str) -> dict[str, str]:
@@ -110,12 +117,8 @@ async def test_a_wrong_discord_token_is_one_line_and_never_printed(
         code = await asyncio.wait_for(daemon.wait(), 120)
     finally:
         await fake.stop()
-    text = log.read_text()
-    assert code == 2, text[-3000:]
-    errors = [line for line in text.splitlines() if " ERROR " in line]
-    assert len(errors) == 1 and "discord rejected DISCORD_TOKEN" in errors[0], text[-3000:]
-    assert "Traceback" not in text and "wrong-discord-token" not in text
-    assert "Unclosed" not in text
+    assert "discord rejected DISCORD_TOKEN" in rejected(log, code, secret="wrong-discord-token")
+    assert "Unclosed" not in log.read_text()
 
 
 async def test_unreachable_platforms_at_start_are_retried_until_they_answer(

@@ -52,6 +52,7 @@ def write_config(workdir: Path, checkpoint: Path, fake: FakeTelegram, port: int,
                 "model": {
                     "source": str(checkpoint),
                     "device": "cpu",
+                    "dtype": "float32",  # the slow path: the kill must come mid-generation
                     "generation": {"num_beams": 10, "min_length": 64, "max_length": 64},
                 },
                 "telegram": {"enabled": True, "api_base_url": fake.base_url},
