@@ -131,6 +131,11 @@ def main() -> None:
     parser.add_argument(
         "--no-timing", action="store_true", help="only memory, int8 quality and cold starts (no speed rows)"
     )
+    parser.add_argument(
+        "--ct2",
+        action="store_true",
+        help="also time CTranslate2 int8 against our int8 (pip install .[bench])",
+    )
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     from transformers import BlenderbotForConditionalGeneration
@@ -138,7 +143,7 @@ def main() -> None:
     shape = QUICK if args.quick else FULL
     device = torch.device(args.device)
     tmp = Path(tempfile.mkdtemp())
-    folder = build_blenderbot(tmp / "ck", shape=shape)
+    folder = with_real_tokenizer(build_blenderbot(tmp / "ck", shape=shape))
     hf = BlenderbotForConditionalGeneration.from_pretrained(str(folder), attn_implementation="sdpa")
     hf = hf.eval().to(device)
     ours_by_dtype = {d: model.load(folder, device=args.device, dtype=d) for d in args.dtypes.split(",")}
@@ -220,11 +225,37 @@ def main() -> None:
             f"weights {weights:.0f} MiB vs {hf_weights:.0f} MiB",
         )
 
+    if args.ct2 and "int8" in ours_by_dtype:
+        from benchmarks.ctranslate2_blenderbot import compare
+
+        compare(
+            ours_by_dtype["int8"],
+            ours_by_dtype.get("float32"),
+            folder,
+            tmp / "ct2",
+            args.repeats,
+            side_by_side,
+            row,
+        )
     if "int8" in ours_by_dtype and "float32" in ours_by_dtype:
         quality(ours_by_dtype["float32"], ours_by_dtype["int8"], beam60, args.quality)
     for dtype in args.dtypes.split(","):
         cold_start(folder, dtype, tmp)
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+REALFILES = Path(__file__).resolve().parent.parent.parent / "shared" / "realfiles" / "blenderbot-400M-distill"
+
+
+def with_real_tokenizer(folder: Path) -> Path:
+    """Give the random checkpoint 400M-distill's real vocabulary (8008 tokens), when the files are there."""
+    if not (REALFILES / "vocab.json").exists():
+        return folder
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (folder / name).unlink(missing_ok=True)
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(REALFILES / name, folder / name)
+    return folder
 
 
 def _param_bytes(net: Any) -> int:
