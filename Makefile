@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # PyPI; on the CI machines the CPU build of the same version comes from a local wheel.
 TORCH ?= torch==2.13.0
 
-.PHONY: chat test check install install-dev bench
+.PHONY: chat test check install install-dev bench safety-eval
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,3 +52,8 @@ $(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed-dev
 # The model benchmark on the full 400M-distill shape, with CTranslate2 int8 side by side.
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/model_bench.py --ct2
+
+# Precision, recall and F1 of the safety stages per category (the no-download stages; drop
+# --no-classifier where Detoxify can be downloaded).
+safety-eval: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/safety_eval.py --no-classifier

@@ -216,8 +216,34 @@ class ClassifierConfig(_Section):
         return values
 
 
+class PatternsConfig(_Section):
+    # Threats, self-harm encouragement and harassment without swear words (safety/patterns.py).
+    enabled: bool = True
+
+
+class CareConfig(_Section):
+    """Disclosures answered with care, never blocked as abuse and never left to the model."""
+
+    enabled: bool = True
+    self_harm_reply: str = (
+        "I'm really sorry you're feeling this way, and I'm glad you told me. You don't have to go "
+        "through this alone: please talk to someone you trust, or a crisis line: in the US call or "
+        "text 988; elsewhere, findahelpline.com lists free, confidential lines near you. If you are in "
+        "danger right now, call your local emergency number."
+    )
+    harassed_reply: str = (
+        "I'm sorry that happened to you. Nobody deserves to be treated like that, and it is not your "
+        "fault. It can help to block and report them, keep screenshots, and tell someone you trust. If "
+        "it ever makes you think about hurting yourself, please reach out to a crisis line (in the US, 988)."
+    )
+    # Whether these turns may enter later contexts (by default they stay out of the model's input).
+    keep_in_context: bool = False
+
+
 class SafetyConfig(_Section):
     wordlist: WordlistConfig = WordlistConfig()
+    patterns: PatternsConfig = PatternsConfig()
+    care: CareConfig = CareConfig()
     classifier: ClassifierConfig = ClassifierConfig()
     blocked_input_reply: str = (
         "I'd rather not talk about that. Let's keep things friendly. What else is on your mind?"

@@ -281,8 +281,13 @@ class ChatCore:
                 await asyncio.sleep(0.1)
 
     async def _chat(self, key: ConversationKey, text: str, inbox_id: int | None = None) -> Reply:
-        # The input is checked before the model sees it: the phrase matcher at once, the classifier
-        # while the history loads. An unsafe input is stored flagged and never enters a context.
+        care = self.config.safety.care
+        need = self.safety.needs_care(text) if self.safety is not None and care.enabled else None
+        if need is not None:  # a person in need gets care, not the abuse reply nor free generation
+            return await self._with_care(key, text, need, inbox_id)
+        # The input is checked before the model sees it: the word list and phrase patterns at once,
+        # the classifier while the history loads. An unsafe input is stored flagged and never enters
+        # a context.
         verdict = self.safety.quick(text) if self.safety is not None else None
         if verdict is not None and not verdict.safe:
             return await self._blocked_input(key, text, verdict, inbox_id)
@@ -323,6 +328,16 @@ class ChatCore:
         candidates = [h for h in hypotheses if h.text.strip()]
         reply = await self._first_safe(candidates)
         await self.memory.add_turn(key, "bot", reply, inbox_id=inbox_id)
+        return Reply(reply)
+
+    async def _with_care(self, key: ConversationKey, text: str, need: str, inbox_id: int | None) -> Reply:
+        care = self.config.safety.care
+        logger.info("safety: a %s disclosure on %s answered with care", need, key.platform)
+        self.metrics.safety_care.labels(need).inc()
+        reply = care.self_harm_reply if need == "self_harm" else care.harassed_reply
+        hidden = not care.keep_in_context
+        await self.memory.add_turn(key, "user", text, blocked=hidden, inbox_id=inbox_id)
+        await self.memory.add_turn(key, "bot", reply, blocked=hidden, inbox_id=inbox_id)
         return Reply(reply)
 
     async def _blocked_input(

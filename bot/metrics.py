@@ -39,6 +39,9 @@ class Metrics:
             ["stage", "direction"],
             registry=r,
         )
+        self.safety_care = Counter(
+            "blenderd_safety_care", "Disclosures answered with the supportive reply", ["category"], registry=r
+        )
         self.errors = Counter("blenderd_errors", "Errors by kind", ["kind"], registry=r)
         self.busy = Counter(
             "blenderd_busy_replies", "Messages answered 'busy' because the queue was full", registry=r

@@ -1,4 +1,6 @@
-"""Safety: an offensive-phrase matcher and the Detoxify classifier, for every input and every reply.
+"""Safety for every input and every reply: care for disclosures, the word lists over normalised
+text, phrase patterns (threats, self-harm encouragement, harassment, identity attacks), and the
+Detoxify classifier.
 
 ::
 

@@ -1,4 +1,6 @@
-"""The two stages together, as ParlAI's safe_interactive: the phrase matcher, then the classifier."""
+"""The stages together, as ParlAI's safe_interactive: the word list, the phrase patterns (threats,
+self-harm encouragement, harassment), then the classifier. Disclosures that need care (a person
+who wants to hurt themselves, or reports being harassed) are recognised apart, before any of them."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from safety import patterns
 from safety.classifier import ClassifierLoadError, ToxicityClassifier, load_detoxify
 from safety.wordlist import PhraseMatcher
 
@@ -21,14 +24,18 @@ class SafetyError(Exception):
 @dataclass(frozen=True)
 class Verdict:
     safe: bool
-    stage: str | None = None  # "wordlist" or "classifier" when unsafe
+    stage: str | None = None  # "wordlist", "patterns" or "classifier" when unsafe
     scores: Mapping[str, float] = field(default_factory=dict)
+    category: str | None = None  # slurs, sexual, profanity, threat, harassment, ...
 
     def describe(self) -> str:
-        """Decision and scores for the log; never the text."""
+        """Decision, category and scores for the log; never the text."""
         scores = ", ".join(f"{k}={v:.2f}" for k, v in sorted(self.scores.items()))
         decision = "safe" if self.safe else "unsafe"
-        return f"{decision} ({self.stage or 'all stages'}{'; ' + scores if scores else ''})"
+        what = self.stage or "all stages"
+        if self.category:
+            what += f": {self.category}"
+        return f"{decision} ({what}{'; ' + scores if scores else ''})"
 
 
 SAFE = Verdict(True)
@@ -42,8 +49,10 @@ class SafetyChecker:
         *,
         threshold: float = 0.5,
         thresholds: Mapping[str, float] | None = None,
+        phrase_patterns: bool = True,
     ) -> None:
         self.matcher = matcher
+        self.phrase_patterns = phrase_patterns
         self.classifier = classifier
         self.threshold = threshold
         self.thresholds = dict(thresholds or {})
@@ -69,7 +78,13 @@ class SafetyChecker:
                     cache=data_dir / "safety",
                 )
             )
-        return cls(matcher, classifier, threshold=c.threshold, thresholds=c.thresholds)
+        return cls(
+            matcher,
+            classifier,
+            threshold=c.threshold,
+            thresholds=c.thresholds,
+            phrase_patterns=config.patterns.enabled,
+        )
 
     async def start(self) -> None:
         if self.classifier is None:
@@ -90,10 +105,21 @@ class SafetyChecker:
             await self.classifier.stop()
 
     def quick(self, text: str) -> Verdict:
-        """The phrase matcher alone: instant, run before anything else."""
-        if self.matcher is not None and self.matcher.find(text) is not None:
-            return Verdict(False, "wordlist")
+        """The word list and the phrase patterns: instant, run before anything else."""
+        if self.matcher is not None:
+            category = self.matcher.category(text)
+            if category is not None:
+                return Verdict(False, "wordlist", category=category)
+        if self.phrase_patterns:
+            category = patterns.abuse(text)
+            if category is not None:
+                return Verdict(False, "patterns", category=category)
         return SAFE
+
+    @staticmethod
+    def needs_care(text: str) -> str | None:
+        """``self_harm`` or ``harassed`` for a disclosure that gets a supportive reply, else None."""
+        return patterns.disclosure(text)
 
     def _judge(self, scores: Mapping[str, float]) -> Verdict:
         unsafe = any(v >= self.thresholds.get(label, self.threshold) for label, v in scores.items())

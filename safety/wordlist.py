@@ -1,22 +1,24 @@
-"""A fast offensive-phrase matcher over a shipped word list (better-profanity's, MIT licence).
+"""A fast offensive-phrase matcher over the shipped, curated word lists (from better-profanity, MIT).
 
-Text is lowercased and de-leeted (``sh1t`` -> ``shit``, ``@ss`` -> ``ass``); a phrase matches as
-whole words only, so "Scunthorpe", "assess" and "classic" never match. Each letter may be
-stretched (``fuuuck``) or be starred out (``f*ck``), and common inflections match (``-s``, ``-ed``, ``-er``,
-``-ing``...). An extra list adds phrases; an allow list removes them.
+The lists are by category in ``safety/data``: ``slurs.txt``, ``sexual.txt`` and ``profanity.txt``,
+each with the reason for its category in its header. Words that are offensive only in context
+(identity words, anatomy, names, everyday words, mild swearing) are not in them: see
+``left_to_the_classifier.txt``. Text is normalised first (:mod:`safety.normalise`); a phrase
+matches as whole words only, so "Scunthorpe", "assess" and "classic" never match. Each letter may
+be stretched (``fuuuck``) or be starred out (``f*ck``), and common inflections match (``-s``,
+``-ed``, ``-er``, ``-ing``...). An extra list adds phrases; an allow list removes them.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-DEFAULT_LIST = Path(__file__).resolve().parent / "data" / "offensive_phrases.txt"
+from safety.normalise import normalise
 
-_LEET = str.maketrans(
-    {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"}
-)
+DATA = Path(__file__).resolve().parent / "data"
+CATEGORIES = ("slurs", "sexual", "profanity")
 _SUFFIXES = r"(?:s|es|ed|er|ers|ing|in|ings|y|ies|head|heads|hole|holes)?"
 
 
@@ -31,17 +33,27 @@ def _letter(c: str) -> str:
     return re.escape(c)
 
 
-def load_phrases(path: Path = DEFAULT_LIST) -> list[str]:
+def load_phrases(path: Path) -> list[str]:
     lines = path.read_text(encoding="utf-8").splitlines()
     return [line.strip().lower() for line in lines if line.strip() and not line.startswith("#")]
 
 
+def shipped_phrases() -> dict[str, str]:
+    """Every shipped phrase and its category."""
+    return {phrase: category for category in CATEGORIES for phrase in load_phrases(DATA / f"{category}.txt")}
+
+
 class PhraseMatcher:
-    def __init__(self, phrases: Iterable[str], *, allow: Iterable[str] = ()) -> None:
+    def __init__(self, phrases: Mapping[str, str] | Iterable[str], *, allow: Iterable[str] = ()) -> None:
+        """``phrases``: phrase -> category (or just phrases, category "extra")."""
         allowed = {a.strip().lower() for a in allow}
-        self.phrases = sorted(
-            {p.strip().lower() for p in phrases if p.strip()} - allowed, key=len, reverse=True
-        )
+        by_phrase = dict(phrases) if isinstance(phrases, Mapping) else dict.fromkeys(phrases, "extra")
+        self.categories = {
+            p.strip().lower(): c
+            for p, c in by_phrase.items()
+            if p.strip() and p.strip().lower() not in allowed
+        }
+        self.phrases = sorted(self.categories, key=len, reverse=True)
         # Inflections only after a phrase not already ending in "s": "asses" + "s" would be "assess".
         alternatives = [
             "".join(_letter(c) for c in phrase) + ("" if phrase.endswith("s") else _SUFFIXES)
@@ -49,21 +61,28 @@ class PhraseMatcher:
         ]
         body = "|".join(alternatives)
         self._pattern = re.compile(rf"(?<![a-z0-9])(?:{body})(?![a-z0-9])") if body else None
+        self._exact = [
+            (re.compile("".join(_letter(c) for c in p) + _SUFFIXES + "$"), p) for p in self.phrases
+        ]
 
     @classmethod
     def default(cls, *, extra: Iterable[str] = (), allow: Iterable[str] = ()) -> PhraseMatcher:
-        return cls([*load_phrases(), *extra], allow=allow)
+        return cls({**shipped_phrases(), **dict.fromkeys(extra, "extra")}, allow=allow)
 
     @staticmethod
     def normalise(text: str) -> str:
-        return text.lower().translate(_LEET)
+        return normalise(text)
 
     def find(self, text: str) -> str | None:
-        """The first offensive phrase in ``text`` (as written there), or None."""
+        """The first offensive phrase in ``text`` (as the normalised text has it), or None."""
         if self._pattern is None:
             return None
-        match = self._pattern.search(self.normalise(text))
+        match = self._pattern.search(normalise(text))
         return match.group(0) if match else None
 
-    def __contains__(self, text: str) -> bool:
-        return self.find(text) is not None
+    def category(self, text: str) -> str | None:
+        """The category of the first offensive phrase in ``text``, or None."""
+        found = self.find(text)
+        if found is None:
+            return None
+        return next((self.categories[p] for pattern, p in self._exact if pattern.match(found)), "extra")

@@ -201,7 +201,7 @@ async def ask(core: ChatCore, text: str) -> str:
 
 async def test_toxic_input_never_reaches_the_model(safe_core: tuple[ChatCore, ScriptedModel]) -> None:
     core, scripted = safe_core
-    assert await ask(core, TOXIC[0]) == core.config.safety.blocked_input_reply  # the classifier's catch
+    assert await ask(core, TOXIC[1]) == core.config.safety.blocked_input_reply  # the classifier's catch
     assert await ask(core, "fuck you") == core.config.safety.blocked_input_reply  # the matcher's catch
     assert scripted.calls == []
     assert await ask(core, CLEAN[1]) == CLEAN[0]
@@ -212,7 +212,7 @@ async def test_toxic_input_never_reaches_the_model(safe_core: tuple[ChatCore, Sc
     assert "worthless" not in decoded and "fuck" not in decoded  # blocked turns never enter a context
     exported = await core.memory.export("test", "u")
     flags = [(t["text"], t["blocked"]) for t in exported["conversations"][0]["turns"] if t["role"] == "user"]
-    assert flags == [(TOXIC[0], True), ("fuck you", True), (CLEAN[1], False)]
+    assert flags == [(TOXIC[1], True), ("fuck you", True), (CLEAN[1], False)]
     blocks = core.metrics.render().decode()
     assert 'blenderd_safety_blocks_total{direction="input",stage="classifier"} 1.0' in blocks
     assert 'blenderd_safety_blocks_total{direction="input",stage="wordlist"} 1.0' in blocks
