@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from safety import patterns
 from safety.checker import SafetyChecker
-from safety.classifier import ToxicityClassifier, load_detoxify
+from safety.classifier import ToxicityClassifier, load_classifier
 from safety.wordlist import PhraseMatcher
 
 DATA = Path(__file__).resolve().parent / "data" / "safety_lines.tsv"
@@ -73,7 +73,7 @@ def by_category(rows: Sequence[tuple[bool, str, str]], blocked: Sequence[bool]) 
 async def classify(texts: Sequence[str], args: argparse.Namespace) -> tuple[list[bool], float]:
     with tempfile.TemporaryDirectory() as cache:
         classifier = ToxicityClassifier(
-            lambda: load_detoxify(
+            lambda: load_classifier(
                 model=args.model,
                 checkpoint=args.checkpoint,
                 config_folder=args.config_folder,

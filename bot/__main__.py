@@ -155,10 +155,10 @@ def _download(config: Config) -> None:
     c = config.safety.classifier
     if c.enabled:
         from safety import SafetyError
-        from safety.classifier import ClassifierLoadError, load_detoxify
+        from safety.classifier import ClassifierLoadError, load_classifier
 
         try:  # loading once also fills the Hugging Face cache with the classifier's base model
-            load_detoxify(
+            load_classifier(
                 model=c.model,
                 checkpoint=c.checkpoint,
                 config_folder=c.config_folder,

@@ -193,7 +193,10 @@ class WordlistConfig(_Section):
 class ClassifierConfig(_Section):
     # false runs without the classifier (said in the log at start); true refuses to start without it.
     enabled: bool = True
-    model: Literal["original", "unbiased", "multilingual", "original-small", "unbiased-small"] = "original"
+    # Detoxify's models, or alt-profanity-check (its model ships in its package: no download).
+    model: Literal[
+        "original", "unbiased", "multilingual", "original-small", "unbiased-small", "alt-profanity-check"
+    ] = "original"
     # Offline use: a Detoxify checkpoint file and a folder with its base model's config.json and
     # tokenizer files. Empty: the checkpoint of `model` downloads once into data_dir/safety.
     checkpoint: Path | None = None

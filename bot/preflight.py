@@ -129,6 +129,17 @@ def _classifier(config: Config) -> Iterator[tuple[bool, str]]:
     if not c.enabled:
         yield True, "safety classifier: off (safety.classifier.enabled: false)"
         return
+    if c.model == "alt-profanity-check":
+        import importlib.util
+
+        if importlib.util.find_spec("profanity_check") is None:
+            yield (
+                False,
+                "safety classifier: alt-profanity-check is missing: install 'blenderd[offline-classifier]'",
+            )
+        else:
+            yield True, "safety classifier: alt-profanity-check (ships its model: no download)"
+        return
     if c.checkpoint is None:
         yield (
             True,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from safety import patterns
-from safety.classifier import ClassifierLoadError, ToxicityClassifier, load_detoxify
+from safety.classifier import ClassifierLoadError, ToxicityClassifier, load_classifier
 from safety.wordlist import PhraseMatcher
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class SafetyChecker:
 
                 device = "cuda" if torch.cuda.is_available() else "cpu"
             classifier = ToxicityClassifier(
-                lambda: load_detoxify(
+                lambda: load_classifier(
                     model=c.model,
                     checkpoint=c.checkpoint,
                     config_folder=c.config_folder,

@@ -71,6 +71,38 @@ def download_checkpoint(model: str, cache: Path) -> Path:
     return target
 
 
+OFFLINE_MODEL = "alt-profanity-check"
+
+
+class AltProfanityCheck:
+    """alt-profanity-check's linear model (it ships inside its package: nothing to download), with
+    Detoxify's ``predict`` shape: one label, ``profanity``."""
+
+    def __init__(self) -> None:
+        try:
+            from profanity_check import predict_prob
+        except ImportError:
+            raise ClassifierLoadError(
+                "safety.classifier.model alt-profanity-check needs its package: pip install "
+                "'blenderd[offline-classifier]' (or alt-profanity-check)"
+            ) from None
+        self._predict = predict_prob
+
+    def predict(self, texts: Sequence[str]) -> dict[str, list[float]]:
+        return {"profanity": [float(p) for p in self._predict(list(texts))]}
+
+
+def load_classifier(
+    *, model: str, checkpoint: Path | None, config_folder: Path | None, device: str, cache: Path
+) -> Any:
+    """The configured classifier: alt-profanity-check, or one of Detoxify's models."""
+    if model == OFFLINE_MODEL:
+        return AltProfanityCheck()
+    return load_detoxify(
+        model=model, checkpoint=checkpoint, config_folder=config_folder, device=device, cache=cache
+    )
+
+
 def load_detoxify(
     *, model: str, checkpoint: Path | None, config_folder: Path | None, device: str, cache: Path
 ) -> Any:

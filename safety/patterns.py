@@ -60,6 +60,10 @@ _SHOULD_BE_DONE = (
     r"(?:deported|locked\s+up|removed|killed|banned|shot|gassed|exterminated|wiped\s+out|sterili[sz]ed|"
     r"hanged|burned)"
 )
+_INSULT_NOUN = (
+    r"(?:idiot|moron|imbecile|loser|failure|disappointment|embarrassment|disgrace|joke|clown|creep|freak|"
+    r"pig|scum|parasite|waste\s+of\s+(?:space|air|oxygen|life)|excuse\s+for\s+a)"
+)
 _INSULT = (
     r"(?:idiot|moron|imbecile|loser|failure|disappointment|embarrassment|disgrace|joke|clown|creep|freak|"
     r"pig|trash|garbage|scum|parasite|burden|waste\s+of\s+\w+|nobody|worthless|pathetic|useless|stupid|"
@@ -98,7 +102,7 @@ _ABUSE: dict[str, list[str]] = {
     ],
     "harassment": [
         rf"\b(?:you(?:'re|\s+are|\s+r)|ur|you\s+look|you\s+sound)\s+(?!not\b|never\b|no\b)(?:\w+[,\s]+){{0,3}}?{_INSULT}",
-        rf"\b(?:what|such)\s+an?\s+(?:\w+\s+){{0,2}}?{_INSULT}\b(?!\s+(?:movie|game|song|day|week))",
+        rf"\b(?:what|such)\s+an?\s+(?:\w+\s+){{0,2}}?{_INSULT_NOUN}(?!\s+of\b)",
         r"\byou\s+(?:\w+\s+)?(?:idiot|moron|loser|creep|freak|pig|scum)\b",
         r"\b(?:everyone|everybody|nobody|no\s+one)\s+(?:hates|likes|loves|wants|asked\s+for)\s+(?:you|u|your)\b",
         r"\b(?:shut\s+up|get\s+lost),?\s+(?:you\s+)?(?:idiot|moron|loser|freak|stupid|ugly)\b",

@@ -67,6 +67,19 @@ def tiny(folder: Path, checkpoint: Path, **sections: Any) -> dict[str, Any]:
     return tiny_raw(folder / "data", checkpoint, **sections)
 
 
+def with_telegram(
+    folder: Path, checkpoint: Path, base_url: str, port: int, **sections: Any
+) -> dict[str, Any]:
+    """A tiny config with Telegram at a fake Bot API and the HTTP server on ``port``."""
+    return tiny(
+        folder,
+        checkpoint,
+        telegram={"enabled": True, "api_base_url": base_url},
+        http={"port": port},
+        **sections,
+    )
+
+
 def write_config(folder: Path, raw: dict[str, Any], name: str = "config.yaml") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
@@ -111,6 +124,14 @@ async def start(
         return await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot", *args, cwd=cwd, env=env or offline_env(), stderr=sink
         )
+
+
+async def exit_code(
+    raw: dict[str, Any], folder: Path, log: Path, env: dict[str, str], timeout: float = 120
+) -> int:
+    """Run `python -m bot run` from ``raw`` until it exits by itself; its exit status."""
+    daemon = await start("--config", str(write_config(folder, raw)), "run", cwd=folder, log=log, env=env)
+    return await asyncio.wait_for(daemon.wait(), timeout)
 
 
 async def health(port: int) -> tuple[int, dict[str, Any]] | None:

@@ -16,7 +16,17 @@ import aiohttp
 import pytest
 
 from bot.core import BUSY, SLOW_DOWN
-from tests.cli import closed_port, health, offline_env, start, stop, tiny, wait_healthy, write_config
+from tests.cli import (
+    closed_port,
+    health,
+    offline_env,
+    start,
+    stop,
+    tiny,
+    wait_healthy,
+    with_telegram,
+    write_config,
+)
 from tests.fakes.telegram_api import FakeTelegram
 
 TOKEN = "5151:RELIABLE-TOKEN-abcdef"
@@ -49,13 +59,7 @@ async def daemon_for(tmp_path: Path, checkpoint: Path, **sections: Any) -> Daemo
     fake = FakeTelegram(token=TOKEN, username="blenderd_bot")
     await fake.start()
     port = closed_port()
-    raw = tiny(
-        tmp_path,
-        checkpoint,
-        telegram={"enabled": True, "api_base_url": fake.base_url},
-        http={"port": port},
-        **sections,
-    )
+    raw = with_telegram(tmp_path, checkpoint, fake.base_url, port, **sections)
     return Daemon(tmp_path, raw, fake, port)
 
 

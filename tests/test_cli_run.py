@@ -14,6 +14,7 @@ import aiohttp
 from tests.cli import (
     SHIM,
     closed_port,
+    exit_code,
     health,
     offline_env,
     start,
@@ -21,6 +22,7 @@ from tests.cli import (
     tiny,
     wait_for_log,
     wait_healthy,
+    with_telegram,
     write_config,
 )
 from tests.fakes.discord_api import FakeDiscord
@@ -72,10 +74,7 @@ async def test_a_wrong_telegram_token_is_one_line_and_never_printed(
     log = tmp_path / "daemon.log"
     env = offline_env(TELEGRAM_TOKEN=wrong)
     try:
-        daemon = await start(
-            "--config", str(write_config(tmp_path, raw)), "run", cwd=tmp_path, log=log, env=env
-        )
-        code = await asyncio.wait_for(daemon.wait(), 120)
+        code = await exit_code(raw, tmp_path, log, env)
     finally:
         await fake.stop()
     line = rejected(log, code, secret="WRONG-TOKEN")
@@ -111,10 +110,7 @@ async def test_a_wrong_discord_token_is_one_line_and_never_printed(
     log = tmp_path / "daemon.log"
     env = discord_env(fake.api_base, fake.gateway, "wrong-discord-token-1234")
     try:
-        daemon = await start(
-            "--config", str(write_config(tmp_path, raw)), "run", cwd=tmp_path, log=log, env=env
-        )
-        code = await asyncio.wait_for(daemon.wait(), 120)
+        code = await exit_code(raw, tmp_path, log, env)
     finally:
         await fake.stop()
     assert "discord rejected DISCORD_TOKEN" in rejected(log, code, secret="wrong-discord-token")
@@ -201,12 +197,8 @@ async def run_group_chat(tmp_path: Path, checkpoint: Path, *, message_text: bool
     fake = FakeTelegram(token=TOKEN, username="blenderd_bot")
     await fake.start()
     port = closed_port()
-    raw = tiny(
-        tmp_path,
-        checkpoint,
-        telegram={"enabled": True, "api_base_url": fake.base_url},
-        http={"port": port},
-        logging={"level": "DEBUG", "message_text": message_text},
+    raw = with_telegram(
+        tmp_path, checkpoint, fake.base_url, port, logging={"level": "DEBUG", "message_text": message_text}
     )
     log = tmp_path / "daemon.log"
     daemon = await start(

@@ -148,3 +148,33 @@ def test_a_person_in_need_gets_care_through_the_console(tmp_path: Path, blenderb
     )
     turns = json.loads(export.stdout)["conversations"][0]["turns"]
     assert [t["blocked"] for t in turns] == [True, True, True, True, True, False, False]  # out of contexts
+
+
+def test_the_offline_classifier_scores_in_batches() -> None:
+    """alt-profanity-check (safety.classifier.model), which ships its model: nothing to download."""
+    import asyncio
+
+    from safety.checker import SafetyChecker
+    from safety.classifier import AltProfanityCheck, ToxicityClassifier
+
+    async def scores() -> list[bool]:
+        checker = SafetyChecker(None, ToxicityClassifier(AltProfanityCheck), phrase_patterns=False)
+        await checker.start()
+        verdicts = await checker.classify(["you suck", "go to hell", "have a nice day", "I love my dog"])
+        await checker.stop()
+        assert checker.classifier is not None and list(checker.classifier.batches) == [4]
+        return [v.safe for v in verdicts]
+
+    assert asyncio.run(scores()) == [False, False, True, True]
+
+
+def test_the_offline_classifier_through_the_console(tmp_path: Path, blenderbot_dir: Path) -> None:
+    raw = tiny(
+        tmp_path, blenderbot_dir, safety={"classifier": {"enabled": True, "model": "alt-profanity-check"}}
+    )
+    result = run(
+        "chat", "--config", str(write_config(tmp_path, raw)), cwd=tmp_path, stdin="you suck\nhello there\n"
+    )
+    assert result.returncode == 0, result.stderr  # with no network: nothing is downloaded
+    blocked, answered = result.stdout.splitlines()
+    assert "keep things friendly" in blocked and "keep things friendly" not in answered
