@@ -27,6 +27,8 @@ class ContextTokenizer(Protocol):
     def encode_plain(self, text: str) -> list[int]:
         """Ids of text as written: a special token in it (``</s>``) is plain text, never a special id."""
 
+    def decode(self, ids: list[int], *, skip_special_tokens: bool = True) -> str: ...
+
 
 @dataclass(frozen=True)
 class Context:

@@ -309,9 +309,13 @@ class ChatCore:
         )
         if context.truncated:
             self.metrics.contexts_truncated.inc()
-        if self.config.logging.message_text:
-            logger.debug(
-                "context for %s/%s: %d tokens, %r", key.platform, key.chat_id, len(context.ids), text
+        if self.config.logging.message_text and logger.isEnabledFor(logging.DEBUG):
+            logger.debug(  # what the model sees, decoded from its input ids
+                "model input for %s/%s (%d tokens): %r",
+                key.platform,
+                key.chat_id,
+                len(context.ids),
+                model.tokenizer.decode(context.ids, skip_special_tokens=False),
             )
         try:
             hypotheses = await asyncio.wait_for(

@@ -241,4 +241,6 @@ async def test_mentions_by_entity_and_no_message_text_in_debug_logs(
 async def test_message_text_is_logged_only_when_configured(tmp_path: Path, blenderbot_dir: Path) -> None:
     _, text = await run_group_chat(tmp_path, blenderbot_dir, message_text=True)
     assert "MARKERTHREE" in text  # the scan above can see text when it is there
+    inputs = [line for line in text.splitlines() if "model input for telegram/8" in line]
+    assert len(inputs) == 1 and "a private MARKERTHREE message</s>" in inputs[0]  # the decoded model input
     assert "RIGHT-TOKEN" not in text
