@@ -218,14 +218,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         logger.error("%s", exc)
         return EXIT_USER_ERROR
-    chat = (args.command or "chat") == "chat"
+    # The console chat keeps the terminal for the conversation, and one-shot commands for their
+    # answer: warnings and errors only there (logging.file, when set, gets everything).
+    quiet = (args.command or "chat") in ("chat", "admin", "check-config", "healthcheck")
     try:
         setup_logging(
             config.logging.level,
             message_text=config.logging.message_text,
             file=config.logging.file,
-            # The console chat keeps the terminal for the conversation: warnings and errors only.
-            terminal_level="WARNING" if chat else None,
+            terminal_level="WARNING" if quiet else None,
             extra_urls=[config.database.url or ""],
         )
     except OSError as exc:

@@ -94,9 +94,9 @@ class SafetyChecker:
             await self.classifier.start()
         except ClassifierLoadError as exc:
             raise SafetyError(
-                f"the safety classifier could not be loaded: {exc}. Fix safety.classifier in the config "
-                "(checkpoint and config_folder for offline use), or set safety.classifier.enabled: false "
-                "to run without it"
+                f"the safety classifier could not be loaded: {exc}. Fix safety.classifier in the config: "
+                "checkpoint and config_folder for offline use, or model: alt-profanity-check (needs no "
+                "download), or enabled: false to run without it"
             ) from None
         logger.info("safety classifier ready")
 

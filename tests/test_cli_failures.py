@@ -41,6 +41,7 @@ def test_classifier_files_unreachable(tmp_path: Path, blenderbot_dir: Path) -> N
     line = one_error(run("--config", str(write_config(tmp_path, raw)), "chat", cwd=tmp_path, stdin="hi\n"))
     assert "safety classifier could not be loaded" in line
     assert "checkpoint and config_folder" in line and "enabled: false" in line
+    assert "alt-profanity-check" in line
 
 
 def test_missing_model_folder_relative_to_the_config(tmp_path: Path) -> None:
