@@ -244,3 +244,18 @@ async def test_message_text_is_logged_only_when_configured(tmp_path: Path, blend
     inputs = [line for line in text.splitlines() if "model input for telegram/8" in line]
     assert len(inputs) == 1 and "a private MARKERTHREE message</s>" in inputs[0]  # the decoded model input
     assert "RIGHT-TOKEN" not in text
+
+
+async def test_a_stop_while_still_connecting_is_clean(tmp_path: Path, blenderbot_dir: Path) -> None:
+    port = closed_port()
+    raw = with_telegram(tmp_path, blenderbot_dir, f"http://127.0.0.1:{closed_port()}/bot", port)
+    log = tmp_path / "daemon.log"
+    env = offline_env(TELEGRAM_TOKEN=TOKEN)
+    daemon = await start("--config", str(write_config(tmp_path, raw)), "run", cwd=tmp_path, log=log, env=env)
+    try:
+        await wait_for_log(log, "(attempt 1; retrying in 1 s)", daemon, timeout=120)
+        assert await stop(daemon, timeout=30) == 0
+    finally:
+        await stop(daemon)
+    text = log.read_text()
+    assert "Traceback" not in text and "Unclosed" not in text and "stopped" in text
