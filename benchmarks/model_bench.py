@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch
 
 import model
-from tests.checkpoints import build_blenderbot
+from tests.checkpoints import REAL_400M, build_blenderbot
 
 FULL: dict[str, Any] = {  # facebook/blenderbot-400M-distill
     "vocab_size": 8008,
@@ -244,17 +244,14 @@ def main() -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-REALFILES = Path(__file__).resolve().parent.parent.parent / "shared" / "realfiles" / "blenderbot-400M-distill"
-
-
 def with_real_tokenizer(folder: Path) -> Path:
     """Give the random checkpoint 400M-distill's real vocabulary (8008 tokens), when the files are there."""
-    if not (REALFILES / "vocab.json").exists():
+    if not (REAL_400M / "vocab.json").exists():
         return folder
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         (folder / name).unlink(missing_ok=True)
     for name in ("vocab.json", "merges.txt"):
-        shutil.copy(REALFILES / name, folder / name)
+        shutil.copy(REAL_400M / name, folder / name)
     return folder
 
 

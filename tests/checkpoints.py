@@ -25,6 +25,11 @@ CORPUS = [
     "Music is my passion, I play the guitar and the piano.",
 ]
 
+# The real tokenizer files and configs of 400M-distill and 90M (no weights), beside the clone.
+REALFILES = Path(__file__).resolve().parent.parent.parent / "shared" / "realfiles"
+REAL_400M = REALFILES / "blenderbot-400M-distill"
+REAL_90M = REALFILES / "blenderbot_small-90M"
+
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "<mask>"]  # ids 0..4: pad, bos/start, eos, unk, mask
 
 

@@ -9,6 +9,7 @@ import pytest
 import model
 from bot.context import build_context
 from model.tokenizer import BlenderbotTokenizer
+from tests.checkpoints import REAL_400M
 
 HISTORY = [
     ("user", "Hello, how are you doing today?"),
@@ -91,15 +92,12 @@ def test_empty_history_is_an_error(tok: BlenderbotTokenizer) -> None:
         build_context([], tokenizer=tok, limit=64)
 
 
-REALFILES = Path(__file__).resolve().parent.parent.parent / "shared" / "realfiles"
-
-
 @pytest.fixture(scope="module")
 def real_400m() -> BlenderbotTokenizer:
     """The real 400M-distill vocab and merges (no weights are needed to tokenize)."""
     from model.config import BlenderbotConfig
 
-    folder = REALFILES / "blenderbot-400M-distill"
+    folder = REAL_400M
     return BlenderbotTokenizer.from_folder(folder, BlenderbotConfig.from_folder(folder))
 
 

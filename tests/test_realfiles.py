@@ -21,11 +21,10 @@ import model
 from bot.context import build_context
 from model.config import BlenderbotConfig
 from model.tokenizer import BlenderbotTokenizer
+from tests.checkpoints import REAL_90M, REAL_400M
 from tests.cli import offline_env, run, tiny, write_config
 
-REALFILES = Path(__file__).resolve().parent.parent.parent / "shared" / "realfiles"
-LARGE = REALFILES / "blenderbot-400M-distill"
-SMALL = REALFILES / "blenderbot_small-90M"
+LARGE, SMALL = REAL_400M, REAL_90M
 EXTRA = [
     "Hello!!! How are you???",
     "I'm fine, thanks... and you?",
