@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # PyPI; on the CI machines the CPU build of the same version comes from a local wheel.
 TORCH ?= torch==2.13.0
 
-.PHONY: chat test check install install-dev bench safety-eval
+.PHONY: chat test check install install-dev bench safety-eval memory-eval
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,3 +57,8 @@ bench: $(VENV)/.installed-bench
 # --no-classifier where Detoxify can be downloaded).
 safety-eval: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/safety_eval.py --no-classifier
+
+# Long-term memory: context recall at 5-500 turns, precision, added latency at 10,000 turns (SQLite,
+# and PostgreSQL where BLENDERD_TEST_POSTGRES_URL names one).
+memory-eval: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/memory_eval.py $(if $(BLENDERD_TEST_POSTGRES_URL),--postgres $(BLENDERD_TEST_POSTGRES_URL))

@@ -276,24 +276,33 @@ class DiscordAdapter:
                 retry_after=_retry_after,
             )
 
-    def _slash_callback(self, name: str) -> Callable[[discord.Interaction], Coroutine[Any, Any, None]]:
+    def _slash_callback(self, name: str) -> Callable[..., Coroutine[Any, Any, None]]:
+        if name == "memory":  # the one command with an argument: "forget N", "off" or "on"
+
+            @app_commands.describe(action="forget N, off or on (empty: list what I remember)")
+            async def memory(interaction: discord.Interaction, action: str | None = None) -> None:
+                await self._slash(interaction, "/memory" + (f" {action}" if action else ""))
+
+            return memory
+
         async def callback(interaction: discord.Interaction) -> None:
-            incoming = Incoming(
-                platform=PLATFORM,
-                chat_id=str(interaction.channel_id),
-                user_id=str(interaction.user.id),
-                text=f"/{name}",
-                is_private=interaction.guild_id is None,
-            )
-            reply = await self.core.handle(incoming)
-            if reply is None:
-                return
-            if reply.attachment is not None:
-                await interaction.response.send_message(
-                    reply.text, file=_file(reply.attachment), ephemeral=True
-                )
-            else:
-                await interaction.response.send_message(reply.text[:LIMIT], ephemeral=True)
+            await self._slash(interaction, f"/{name}")
 
         callback.__name__ = f"{name}_command"
         return callback
+
+    async def _slash(self, interaction: discord.Interaction, text: str) -> None:
+        incoming = Incoming(
+            platform=PLATFORM,
+            chat_id=str(interaction.channel_id),
+            user_id=str(interaction.user.id),
+            text=text,
+            is_private=interaction.guild_id is None,
+        )
+        reply = await self.core.handle(incoming)
+        if reply is None:
+            return
+        if reply.attachment is not None:
+            await interaction.response.send_message(reply.text, file=_file(reply.attachment), ephemeral=True)
+        else:
+            await interaction.response.send_message(reply.text[:LIMIT], ephemeral=True)

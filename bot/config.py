@@ -93,6 +93,18 @@ class DatabaseConfig(_Section):
     retention_days: int | None = Field(default=None, ge=1)
 
 
+class MemoryConfig(_Section):
+    """Long-term memory: facts a person stated and their older turns, brought back when relevant."""
+
+    enabled: bool = True
+    # Of the model's 128 input tokens, at most this many go to remembered material.
+    budget_tokens: int = Field(default=32, ge=0, le=96)
+    # How remembered facts reach the model: as earlier user turns (what 400M-distill was tuned on)
+    # or as "partner's persona:" lines.
+    style: Literal["turns", "partner_persona"] = "turns"
+    search_older_turns: bool = True
+
+
 class WorkerConfig(_Section):
     max_batch: int = Field(default=8, ge=1, le=64)
     max_wait_ms: float = Field(default=15.0, ge=0, le=1000)
@@ -280,6 +292,7 @@ class Config(_Section):
     model: ModelConfig = ModelConfig()
     database: DatabaseConfig = DatabaseConfig()
     persona: tuple[str, ...] = ()
+    memory: MemoryConfig = MemoryConfig()
     worker: WorkerConfig = WorkerConfig()
     rate_limit: RateLimitConfig = RateLimitConfig()
     logging: LoggingConfig = LoggingConfig()

@@ -33,9 +33,22 @@ class ContextTokenizer(Protocol):
 @dataclass(frozen=True)
 class Context:
     ids: list[int]
-    turns: int  # how many turns it holds
+    turns: int  # how many turns of the recent history it holds
     persona: bool  # whether the persona fit
     truncated: bool  # whether anything was left out or cut
+    remembered: tuple[str, ...] = ()  # the remembered material it holds, oldest first
+    memory_tokens: int = 0  # what that material costs, encoded on its own
+
+
+class Recollection(Protocol):
+    """A piece of remembered material (memory.recall.Remembered)."""
+
+    @property
+    def text(self) -> str: ...
+    @property
+    def source(self) -> str | None: ...  # the turn it came from
+    @property
+    def at(self) -> int: ...  # its place in time: material enters oldest first
 
 
 def build_context(
@@ -44,39 +57,85 @@ def build_context(
     tokenizer: ContextTokenizer,
     limit: int,
     persona: Sequence[str] = (),
+    remembered: Sequence[Recollection] = (),
+    memory_tokens: int = 0,
+    memory_style: str = "turns",
 ) -> Context:
-    """``history``: (role, text) pairs, oldest first, ending with the newest user turn."""
+    """``history``: (role, text) pairs, oldest first, ending with the newest user turn.
+
+    ``remembered``: material from long-term memory, most relevant first. Whole pieces go in, in
+    that order, while the block costs at most ``memory_tokens`` tokens; a piece whose source turn
+    the recent history shows is left out. It enters oldest first, before the recent turns: as
+    earlier user turns (``memory_style`` "turns") or as ``partner's persona:`` lines
+    ("partner_persona"). The newest user turn and the persona come first; the recent turns fill
+    what is left, newest first.
+    """
     if not history:
         raise ValueError("a context needs at least the newest user turn")
     end = [] if tokenizer.small else [tokenizer.eos_id]
     budget = limit - len(end)
     delimiter = "\n" if tokenizer.small else "  "
-    segments = [(" " if role == "user" else "") + _PERSONA_LIKE.sub(r"\1", text) for role, text in history]
-    persona_block = "\n".join(f"your persona: {line}" for line in persona)
+    texts = [text for _, text in history]
+    segments = [(" " if role == "user" else "") + _plain(text) for role, text in history]
+    persona_lines = [f"your persona: {line}" for line in persona]
+    as_lines = memory_style == "partner_persona"
 
-    def encode(parts: list[str], with_persona: bool) -> list[int]:
-        body = delimiter.join(parts)
-        if with_persona and persona_block:
-            body = persona_block + "\n" + body
-        return tokenizer.encode_plain(body)
+    def body(persona_used: bool, memory: Sequence[Recollection], recent: list[str]) -> str:
+        lines = list(persona_lines) if persona_used else []
+        turns = list(recent)
+        if as_lines:
+            lines += [f"partner's persona: {_plain(m.text)}" for m in memory]
+        else:
+            turns = [" " + _plain(m.text) for m in memory] + turns
+        text = delimiter.join(turns)
+        return "\n".join(lines) + "\n" + text if lines else text
 
-    kept = [segments[-1]]
-    ids = encode(kept, False)
+    def encode(persona_used: bool, memory: Sequence[Recollection], recent: list[str]) -> list[int]:
+        return tokenizer.encode_plain(body(persona_used, memory, recent))
+
+    def cost(memory: Sequence[Recollection]) -> int:
+        if not memory:
+            return 0
+        if as_lines:
+            return len(
+                tokenizer.encode_plain("\n".join(f"partner's persona: {_plain(m.text)}" for m in memory))
+            )
+        return len(tokenizer.encode_plain(delimiter.join(" " + _plain(m.text) for m in memory)))
+
+    newest = [segments[-1]]
+    ids = encode(False, (), newest)
     if len(ids) > budget:
         return Context(ids[len(ids) - budget :] + end, 1, False, True)
-    use_persona = bool(persona_block)
-    if use_persona:
-        with_persona = encode(kept, True)
-        if len(with_persona) <= budget:
-            ids = with_persona
-        else:
-            use_persona = False
-    truncated = bool(persona_block) and not use_persona
-    for segment in reversed(segments[:-1]):
-        candidate = encode([segment, *kept], use_persona)
-        if len(candidate) > budget:
-            truncated = True
+    use_persona = bool(persona_lines) and len(encode(True, (), newest)) <= budget
+    shown: set[str] = set()  # sources the recent turns show
+    while True:
+        memory: list[Recollection] = []
+        for piece in remembered:
+            if (piece.source is not None and piece.source in shown) or piece.text in shown:
+                continue
+            if cost([piece]) > memory_tokens:  # cheap: too long on its own
+                continue
+            trial = sorted([*memory, piece], key=lambda m: m.at)
+            if cost(trial) <= memory_tokens and len(encode(use_persona, trial, newest)) <= budget:
+                memory = trial
+        kept, ids = list(newest), encode(use_persona, memory, newest)
+        truncated = bool(persona_lines) and not use_persona
+        for index in range(len(segments) - 2, -1, -1):
+            candidate = encode(use_persona, memory, [segments[index], *kept])
+            if len(candidate) > budget:
+                truncated = True
+                break
+            kept.insert(0, segments[index])
+            ids = candidate
+        visible = set(texts[len(texts) - len(kept) :])
+        repeated = {
+            m.source or m.text for m in memory if (m.source or m.text) in visible or m.text in visible
+        }
+        if not repeated:
             break
-        kept.insert(0, segment)
-        ids = candidate
-    return Context(ids + end, len(kept), use_persona, truncated)
+        shown |= repeated | visible
+    return Context(ids + end, len(kept), use_persona, truncated, tuple(m.text for m in memory), cost(memory))
+
+
+def _plain(text: str) -> str:
+    return _PERSONA_LIKE.sub(r"\1", text)

@@ -9,21 +9,21 @@ conversation); different conversations proceed concurrently and share model batc
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
-from bot.commands import Command, help_text, parse_command
+from bot.commands import Command, CommandRunner, parse_command
 from bot.config import Config
 from bot.context import build_context
-from bot.messages import Attachment, Incoming, Reply, clean_text
+from bot.messages import Incoming, Reply, clean_text
 from bot.metrics import Metrics
 from bot.ordering import ConversationOrder, Place
 from bot.ratelimit import RateLimiter
 from bot.worker import Busy, ModelWorker, WorkerStopped
 from memory import ConversationKey, MemoryStore, PendingMessage, StoredTurn
+from memory.recall import Remembered
 from model import Hypothesis
 from safety import SafetyChecker, Verdict
 
@@ -42,6 +42,7 @@ MISSED = (
 )
 
 Deliver = Callable[[Reply], Awaitable[None]]
+WINDOW = 64  # the newest turns a context is built from; long-term memory searches the older ones
 
 
 class ChatCore:
@@ -59,6 +60,7 @@ class ChatCore:
         self.safety = safety
         self.metrics = metrics or Metrics()
         self.limiter = RateLimiter(config.rate_limit.messages, config.rate_limit.per_seconds)
+        self.commands = CommandRunner(memory, config.memory)
         self._order = ConversationOrder()
         self.waiting_for_database: set[str] = set()  # intakes paused by a database outage
         self._accepting = True
@@ -200,7 +202,7 @@ class ChatCore:
         if not text:
             return Reply(EMPTY)
         if command is not None:
-            return await self._command(command, key)
+            return await self.commands.run(command, key)
         return await self._chat(key, text, inbox_id)
 
     async def recover(
@@ -293,19 +295,38 @@ class ChatCore:
             return await self._blocked_input(key, text, verdict, inbox_id)
         classify = asyncio.ensure_future(self.safety.classify([text])) if self.safety is not None else None
         try:
-            history = await self.memory.context_turns(key)
+            history, remembered = await self._gather(key, text)
         finally:
             verdicts = await classify if classify is not None else None
         if verdicts is not None and not verdicts[0].safe:
             return await self._blocked_input(key, text, verdicts[0], inbox_id)
-        await self.memory.add_turn(key, "user", text, inbox_id=inbox_id)
+        turn_id = await self.memory.add_turn(key, "user", text, inbox_id=inbox_id)
+        # Learning from the message runs while the model generates; it is done before the reply is.
+        learning = asyncio.ensure_future(self._learn(key, turn_id, text))
+        try:
+            return await self._generate(key, text, history, remembered, inbox_id)
+        finally:
+            await learning
+
+    async def _generate(
+        self,
+        key: ConversationKey,
+        text: str,
+        history: list[StoredTurn],
+        remembered: list[Remembered],
+        inbox_id: int | None,
+    ) -> Reply:
         model = self.worker.model
+        memory = self.config.memory
         context = await asyncio.to_thread(
             build_context,
             [*((t.role, t.text) for t in history), ("user", text)],
             tokenizer=model.tokenizer,
             limit=model.max_positions,
             persona=self.config.persona,
+            remembered=remembered,
+            memory_tokens=memory.budget_tokens,
+            memory_style=memory.style,
         )
         if context.truncated:
             self.metrics.contexts_truncated.inc()
@@ -333,6 +354,24 @@ class ChatCore:
         reply = await self._first_safe(candidates)
         await self.memory.add_turn(key, "bot", reply, inbox_id=inbox_id)
         return Reply(reply)
+
+    async def _gather(self, key: ConversationKey, text: str) -> tuple[list[StoredTurn], list[Remembered]]:
+        """The recent turns and the remembered material relevant to ``text``, in one session."""
+        memory = self.config.memory
+        if not memory.enabled or memory.budget_tokens == 0:
+            return await self.memory.context_turns(key, limit=WINDOW), []
+        return await self.memory.longterm.gather(key, text, window=WINDOW, search=memory.search_older_turns)
+
+    async def _learn(self, key: ConversationKey, turn_id: int, text: str) -> None:
+        if not self.config.memory.enabled:
+            return
+        try:
+            learned = await self.memory.longterm.learn(key, turn_id, text)
+        except Exception:  # the reply matters more than what could be learned from the message
+            logger.exception("memory: could not store what the message on %s stated", key.platform)
+            return
+        if learned:
+            logger.debug("memory: %d facts learned on %s", len(learned), key.platform)
 
     async def _with_care(self, key: ConversationKey, text: str, need: str, inbox_id: int | None) -> Reply:
         care = self.config.safety.care
@@ -369,29 +408,6 @@ class ChatCore:
                 return self.config.safety.fallback_reply
         self.metrics.tokens_generated.inc(len(best.tokens))
         return best.text.strip()
-
-    async def _command(self, command: Command, key: ConversationKey) -> Reply:
-        logger.info("command /%s on %s", command.name, key.platform)
-        if not command.known:
-            return Reply(f"I don't know the command /{command.name}. Send /help to see what I can do.")
-        if command.name == "help":
-            return Reply(help_text())
-        if command.name == "reset":
-            await self.memory.reset(key)
-            return Reply("Okay, let's start fresh. I won't bring up what we talked about before.")
-        if command.name == "forget":
-            deleted = await self.memory.forget(key.platform, key.user_id)
-            return Reply(
-                f"Done: I deleted everything I had stored about you on {key.platform} "
-                f"({deleted} message{'s' if deleted != 1 else ''})."
-            )
-        document = await self.memory.export(key.platform, key.user_id)
-        content = json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8")
-        turns = sum(len(c["turns"]) for c in document["conversations"])
-        return Reply(
-            f"Here is everything I have stored about you on {key.platform} ({turns} messages).",
-            Attachment(filename="blenderd-export.json", content=content, mime_type="application/json"),
-        )
 
 
 def _addresses_other_bot(text: str) -> bool:

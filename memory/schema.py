@@ -66,3 +66,33 @@ class InboxMessage(Base):
     text: Mapped[str | None] = mapped_column(Text, nullable=True)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+
+
+class FactRow(Base):
+    """A fact a person stated about themselves (memory.facts), kept per conversation like its turns.
+
+    ``key``: a newer fact with the same key replaces this one. ``turn_id``: the turn it was found in.
+    """
+
+    __tablename__ = "facts"
+    __table_args__ = (UniqueConstraint("conversation_id", "key", name="uq_fact_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    slot: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(160))
+    text: Mapped[str] = mapped_column(Text)
+    turn_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class Person(Base):
+    """A person's own settings on a platform: ``remember`` is false after /memory off."""
+
+    __tablename__ = "people"
+    __table_args__ = (UniqueConstraint("platform", "user_id", name="uq_person_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(128))
+    remember: Mapped[bool] = mapped_column(Boolean, default=True)

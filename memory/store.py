@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -29,7 +29,10 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from memory.schema import Conversation, InboxMessage, Turn
+from memory.schema import Conversation, FactRow, InboxMessage, Person, Turn
+
+if TYPE_CHECKING:
+    from memory.longterm import LongTermMemory
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +69,13 @@ class StoredTurn:
     created_at: datetime
 
 
+class _Tracked(Protocol):
+    _running: set[asyncio.Future[Any]]
+
+
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
+_S = TypeVar("_S", bound=_Tracked)
 
 # The drivers blenderd ships, by the scheme a URL may name (``postgres://`` is Heroku's spelling).
 _DRIVERS = {
@@ -118,13 +126,13 @@ def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, OSError)
 
 
-def _runs_to_end(
-    method: Callable[Concatenate[MemoryStore, _P], Coroutine[Any, Any, _T]],
-) -> Callable[Concatenate[MemoryStore, _P], Awaitable[_T]]:
+def runs_to_end(
+    method: Callable[Concatenate[_S, _P], Coroutine[Any, Any, _T]],
+) -> Callable[Concatenate[_S, _P], Awaitable[_T]]:
     """Run the operation as its own task, shielded from the caller's cancellation, and track it."""
 
     @functools.wraps(method)
-    async def run(self: MemoryStore, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    async def run(self: _S, *args: _P.args, **kwargs: _P.kwargs) -> _T:
         task = asyncio.ensure_future(method(self, *args, **kwargs))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
@@ -169,6 +177,36 @@ def _upgrade(connection: Connection) -> None:
     command.upgrade(config, "head")
 
 
+async def find_conversation(session: AsyncSession, key: ConversationKey, *, create: bool) -> int | None:
+    """The id of ``key``'s conversation (created when ``create``), None when it has none."""
+    query = select(Conversation.id).where(
+        Conversation.platform == key.platform,
+        Conversation.chat_id == key.chat_id,
+        Conversation.user_id == key.user_id,
+    )
+    found = await session.scalar(query)
+    if found is not None or not create:
+        return found
+    try:
+        async with session.begin_nested():
+            row = Conversation(platform=key.platform, chat_id=key.chat_id, user_id=key.user_id)
+            session.add(row)
+        return row.id
+    except IntegrityError:  # created concurrently by another process
+        return await session.scalar(query)
+
+
+async def recent_turns(session: AsyncSession, conversation_id: int, limit: int) -> list[StoredTurn]:
+    """The newest ``limit`` turns that may enter a context (not reset, not blocked), oldest first."""
+    rows = await session.execute(
+        select(Turn.role, Turn.text, Turn.created_at)
+        .where(Turn.conversation_id == conversation_id, Turn.excluded.is_(False), Turn.blocked.is_(False))
+        .order_by(Turn.id.desc())
+        .limit(limit)
+    )
+    return [StoredTurn(role, text_, created) for role, text_, created in reversed(rows.all())]
+
+
 class MemoryStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -178,6 +216,22 @@ class MemoryStore:
     @property
     def backend(self) -> str:
         return self.engine.url.get_backend_name()
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        return self._sessions
+
+    @property
+    def running(self) -> set[asyncio.Future[Any]]:
+        """The operations in progress (:meth:`close` waits for them)."""
+        return self._running
+
+    @functools.cached_property
+    def longterm(self) -> LongTermMemory:
+        """Facts and the search of older turns, on this store's database."""
+        from memory.longterm import LongTermMemory
+
+        return LongTermMemory(self)
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True) -> MemoryStore:
@@ -218,7 +272,7 @@ class MemoryStore:
             await asyncio.wait(set(self._running), timeout=timeout)
         await self.engine.dispose()
 
-    @_runs_to_end
+    @runs_to_end
     async def ping(self) -> bool:
         try:
             async with self.engine.connect() as connection:
@@ -227,26 +281,7 @@ class MemoryStore:
             return False
         return True
 
-    async def _conversation_id(
-        self, session: AsyncSession, key: ConversationKey, *, create: bool
-    ) -> int | None:
-        query = select(Conversation.id).where(
-            Conversation.platform == key.platform,
-            Conversation.chat_id == key.chat_id,
-            Conversation.user_id == key.user_id,
-        )
-        found = await session.scalar(query)
-        if found is not None or not create:
-            return found
-        try:
-            async with session.begin_nested():
-                row = Conversation(platform=key.platform, chat_id=key.chat_id, user_id=key.user_id)
-                session.add(row)
-            return row.id
-        except IntegrityError:  # created concurrently by another process
-            return await session.scalar(query)
-
-    @_runs_to_end
+    @runs_to_end
     async def accept(
         self, key: ConversationKey, message_id: str, text_: str | None, *, is_private: bool
     ) -> int | None:
@@ -268,14 +303,14 @@ class MemoryStore:
         except IntegrityError:
             return None
 
-    @_runs_to_end
+    @runs_to_end
     async def settle(self, inbox_id: int, status: str) -> None:
         async with self._sessions.begin() as session:
             await session.execute(
                 update(InboxMessage).where(InboxMessage.id == inbox_id).values(status=status)
             )
 
-    @_runs_to_end
+    @runs_to_end
     async def pending(self, platform: str) -> list[PendingMessage]:
         """Messages accepted but never answered (the process died), oldest first."""
         async with self._sessions() as session:
@@ -300,13 +335,13 @@ class MemoryStore:
                 for r in rows
             ]
 
-    @_runs_to_end
+    @runs_to_end
     async def drop_turns_of(self, inbox_id: int) -> None:
         """Remove turns a crashed attempt stored for this message, before it is processed again."""
         async with self._sessions.begin() as session:
             await session.execute(delete(Turn).where(Turn.inbox_id == inbox_id))
 
-    @_runs_to_end
+    @runs_to_end
     async def add_turn(
         self,
         key: ConversationKey,
@@ -317,7 +352,7 @@ class MemoryStore:
         inbox_id: int | None = None,
     ) -> int:
         async with self._sessions.begin() as session:
-            conversation_id = await self._conversation_id(session, key, create=True)
+            conversation_id = await find_conversation(session, key, create=True)
             turn = Turn(
                 conversation_id=conversation_id,
                 role=role,
@@ -330,30 +365,24 @@ class MemoryStore:
             await session.flush()
             return turn.id
 
-    @_runs_to_end
+    @runs_to_end
     async def context_turns(self, key: ConversationKey, limit: int = 64) -> list[StoredTurn]:
         """The newest ``limit`` turns that may enter a context (not reset, not blocked), oldest first."""
         async with self._sessions() as session:
-            conversation_id = await self._conversation_id(session, key, create=False)
+            conversation_id = await find_conversation(session, key, create=False)
             if conversation_id is None:
                 return []
-            rows = await session.execute(
-                select(Turn.role, Turn.text, Turn.created_at)
-                .where(
-                    Turn.conversation_id == conversation_id, Turn.excluded.is_(False), Turn.blocked.is_(False)
-                )
-                .order_by(Turn.id.desc())
-                .limit(limit)
-            )
-            return [StoredTurn(role, text_, created) for role, text_, created in reversed(rows.all())]
+            return await recent_turns(session, conversation_id, limit)
 
-    @_runs_to_end
+    @runs_to_end
     async def reset(self, key: ConversationKey) -> int:
-        """Exclude every earlier turn of this conversation from later contexts."""
+        """Exclude every earlier turn of this conversation from later contexts, and drop the facts
+        found in them."""
         async with self._sessions.begin() as session:
-            conversation_id = await self._conversation_id(session, key, create=False)
+            conversation_id = await find_conversation(session, key, create=False)
             if conversation_id is None:
                 return 0
+            await session.execute(delete(FactRow).where(FactRow.conversation_id == conversation_id))
             result = await session.execute(
                 update(Turn)
                 .where(Turn.conversation_id == conversation_id, Turn.excluded.is_(False))
@@ -361,9 +390,11 @@ class MemoryStore:
             )
             return int(getattr(result, "rowcount", 0) or 0)
 
-    @_runs_to_end
+    @runs_to_end
     async def forget(self, platform: str, user_id: str) -> int:
-        """Delete every conversation and turn of this person on this platform; return turns deleted."""
+        """Delete every conversation, turn and fact of this person on this platform; return turns deleted.
+
+        Their /memory off choice stays, so forgetting never turns remembering back on."""
         async with self._sessions.begin() as session:
             await session.execute(  # answered messages: their ids only served to spot redeliveries
                 delete(InboxMessage).where(
@@ -375,13 +406,14 @@ class MemoryStore:
             ids = select(Conversation.id).where(
                 Conversation.platform == platform, Conversation.user_id == user_id
             )
+            await session.execute(delete(FactRow).where(FactRow.conversation_id.in_(ids)))
             result = await session.execute(delete(Turn).where(Turn.conversation_id.in_(ids)))
             await session.execute(
                 delete(Conversation).where(Conversation.platform == platform, Conversation.user_id == user_id)
             )
             return int(getattr(result, "rowcount", 0) or 0)
 
-    @_runs_to_end
+    @runs_to_end
     async def export(self, platform: str, user_id: str) -> dict[str, Any]:
         """Everything stored about this person on this platform, as JSON-ready data."""
         async with self._sessions() as session:
@@ -399,6 +431,11 @@ class MemoryStore:
                         select(Turn).where(Turn.conversation_id == conversation.id).order_by(Turn.id)
                     )
                 ).all()
+                facts = (
+                    await session.scalars(
+                        select(FactRow).where(FactRow.conversation_id == conversation.id).order_by(FactRow.id)
+                    )
+                ).all()
                 out.append(
                     {
                         "chat_id": conversation.chat_id,
@@ -413,29 +450,37 @@ class MemoryStore:
                             }
                             for t in turns
                         ],
+                        "remembered": [
+                            {"fact": f.text, "kind": f.slot, "time": _iso(f.updated_at)} for f in facts
+                        ],
                     }
                 )
+            remember = await session.scalar(
+                select(Person.remember).where(Person.platform == platform, Person.user_id == user_id)
+            )
         return {
             "platform": platform,
             "user_id": user_id,
             "exported_at": _iso(datetime.now(UTC)),
+            "memory": "off" if remember is False else "on",
             "conversations": out,
         }
 
-    @_runs_to_end
+    @runs_to_end
     async def purge_older_than(self, days: int) -> int:
-        """Retention: delete turns older than ``days`` days; return how many."""
+        """Retention: delete turns and facts older than ``days`` days; return how many turns."""
         cutoff = datetime.now(UTC) - timedelta(days=days)
         async with self._sessions.begin() as session:
+            await session.execute(delete(FactRow).where(FactRow.updated_at < cutoff))
             result = await session.execute(delete(Turn).where(Turn.created_at < cutoff))
             return int(getattr(result, "rowcount", 0) or 0)
 
-    @_runs_to_end
+    @runs_to_end
     async def count_turns(self) -> int:
         async with self._sessions() as session:
             return int(await session.scalar(select(func.count()).select_from(Turn)) or 0)
 
-    @_runs_to_end
+    @runs_to_end
     async def stats(self) -> dict[str, dict[str, int]]:
         """Per platform: people, conversations and stored messages (for ``admin stats``)."""
         async with self._sessions() as session:

@@ -8,8 +8,13 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import pytest
+from collections.abc import AsyncIterator
 
+import pytest
+from sqlalchemy import text
+
+from memory import MemoryStore
+from memory.store import default_url
 from tests.checkpoints import build_blenderbot, build_blenderbot_small
 
 
@@ -47,3 +52,28 @@ def heavy_blenderbot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "decoder_attention_heads": 4,
     }
     return build_blenderbot(tmp_path_factory.mktemp("heavy"), shape=shape)
+
+
+POSTGRES_ENV = "BLENDERD_TEST_POSTGRES_URL"
+
+
+# The store on SQLite and on PostgreSQL (BLENDERD_TEST_POSTGRES_URL, set by .ci/run), emptied first.
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MemoryStore]:
+    if request.param == "sqlite":
+        url = default_url(tmp_path / "data")
+    else:
+        url = os.environ.get(POSTGRES_ENV, "")
+        if not url:
+            pytest.skip(f"{POSTGRES_ENV} is not set, so no PostgreSQL server to test against")
+        cleaner = await MemoryStore.open(url)
+        async with cleaner.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "DROP TABLE IF EXISTS facts, people, inbox, turns, conversations, alembic_version CASCADE"
+                )
+            )
+        await cleaner.close()
+    s = await MemoryStore.open(url)
+    yield s
+    await s.close()

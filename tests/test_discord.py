@@ -66,7 +66,8 @@ async def test_dm_reply_typing_and_no_pings(dc: Setup) -> None:
     typing = dc.fake.posted(f"/channels/{DM_CHANNEL_ID}/typing")
     assert typing and typing[0].at <= sent.at
     synced = [c for c in dc.fake.calls if c.method == "PUT" and c.path.endswith("/commands")]
-    assert [c["name"] for c in synced[0].json] == ["help", "reset", "forget", "export"]
+    assert [c["name"] for c in synced[0].json] == ["help", "reset", "forget", "export", "memory"]
+    assert [o["name"] for o in synced[0].json[-1]["options"]] == ["action"]  # /memory forget N, off, on
 
 
 async def test_guild_needs_mention_reply_or_prefix(dc: Setup) -> None:
@@ -160,6 +161,23 @@ async def test_slash_commands(dc: Setup) -> None:
         if name == "forget":
             assert "deleted everything" in call.json["data"]["content"]
     assert (await dc.app.core.memory.export("discord", "11"))["conversations"] == []
+
+
+async def test_slash_memory_takes_its_action(dc: Setup) -> None:
+    await dc.fake.send_message(ALICE, "my name is Ada", channel_id=DM_CHANNEL_ID, guild=False)
+    await replies(dc.fake, DM_CHANNEL_ID)
+    answers = []
+    for options in (None, {"action": "forget 1"}, {"action": "off"}):
+        interaction = await dc.fake.slash(ALICE, "memory", options=options)
+        path = f"/interactions/{interaction}/tok{interaction}/callback"
+        await dc.fake.wait_for(lambda path=path: bool(dc.fake.posted(path)))  # type: ignore[misc]
+        call = dc.fake.posted(path)[0]
+        assert call.json is not None and call.json["data"]["flags"] == 64
+        answers.append(call.json["data"]["content"])
+    assert "1. my name is Ada" in answers[0]
+    assert answers[1] == "Done, I forgot: my name is Ada"
+    assert "won't remember anything new" in answers[2]
+    assert not await dc.app.core.memory.longterm.remembers("discord", "11")
 
 
 async def test_long_reply_split_in_order(dc: Setup) -> None:

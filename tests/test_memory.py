@@ -1,12 +1,10 @@
-"""The store on SQLite and on PostgreSQL (BLENDERD_TEST_POSTGRES_URL, set by .ci/run)."""
+"""The store on SQLite and on PostgreSQL (the `store` fixture in conftest)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import stat
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,28 +14,6 @@ from sqlalchemy import text, update
 from memory import ConversationKey, MemoryStore, MemoryStoreError
 from memory.schema import Turn
 from memory.store import default_url
-
-POSTGRES_ENV = "BLENDERD_TEST_POSTGRES_URL"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MemoryStore]:
-    if request.param == "sqlite":
-        url = default_url(tmp_path / "data")
-    else:
-        url = os.environ.get(POSTGRES_ENV, "")
-        if not url:
-            pytest.skip(f"{POSTGRES_ENV} is not set, so no PostgreSQL server to test against")
-        cleaner = await MemoryStore.open(url)
-        async with cleaner.engine.begin() as conn:
-            await conn.execute(
-                text("DROP TABLE IF EXISTS inbox, turns, conversations, alembic_version CASCADE")
-            )
-        await cleaner.close()
-    s = await MemoryStore.open(url)
-    yield s
-    await s.close()
-
 
 DM = ConversationKey("telegram", "chat-1", "alice")
 GROUP = ConversationKey("telegram", "group-9", "alice")
@@ -122,7 +98,7 @@ async def test_reopening_keeps_data_and_migrations_are_idempotent(tmp_path: Path
     assert [t.text for t in await second.context_turns(DM)] == ["persisted"]
     async with second.engine.connect() as conn:
         assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
-        assert (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0002"
+        assert (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0003"
     await second.close()
     mode = stat.S_IMODE((tmp_path / "d" / "blenderd.sqlite3").stat().st_mode)
     assert mode == 0o600

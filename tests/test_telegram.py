@@ -70,7 +70,7 @@ async def test_dm_gets_a_reply_with_typing_first(tg: Setup) -> None:
     assert typing[0].at <= tg.fake.sent("sendMessage", 1)[0].at
     assert "parse_mode" not in tg.fake.sent("sendMessage", 1)[0].params  # plain text, no Markdown parsing
     commands = tg.fake.sent("setMyCommands")[0].params["commands"]
-    assert [c["command"] for c in commands] == ["help", "reset", "forget", "export"]
+    assert [c["command"] for c in commands] == ["help", "reset", "forget", "export", "memory"]
 
 
 async def test_groups_need_a_mention_a_reply_or_the_prefix(tg: Setup) -> None:

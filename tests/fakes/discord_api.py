@@ -128,8 +128,19 @@ class FakeDiscord(FakeServer):
         await self.dispatch("MESSAGE_CREATE", message)
         return message
 
-    async def slash(self, author: dict[str, Any], name: str, *, channel_id: int = DM_CHANNEL_ID) -> str:
+    async def slash(
+        self,
+        author: dict[str, Any],
+        name: str,
+        *,
+        channel_id: int = DM_CHANNEL_ID,
+        options: dict[str, str] | None = None,
+    ) -> str:
+        """A slash command as Discord sends it; ``options``: its string arguments by name."""
         interaction_id = str(next(self._ids))
+        data: dict[str, Any] = {"id": str(next(self._ids)), "name": name, "type": 1}
+        if options:
+            data["options"] = [{"name": k, "type": 3, "value": v} for k, v in options.items()]
         await self.dispatch(
             "INTERACTION_CREATE",
             {
@@ -141,7 +152,7 @@ class FakeDiscord(FakeServer):
                 "channel_id": str(channel_id),
                 "channel": {"id": str(channel_id), "type": 1, "recipients": [author]},
                 "user": author,
-                "data": {"id": str(next(self._ids)), "name": name, "type": 1},
+                "data": data,
                 "locale": "en-US",
                 "app_permissions": "0",
                 "entitlements": [],
