@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch
 
 import model
+from benchmarks.machine import cpu_flags
 from tests.checkpoints import REAL_400M, build_blenderbot
 
 FULL: dict[str, Any] = {  # facebook/blenderbot-400M-distill
@@ -333,22 +334,6 @@ def cold_start(folder: Path, dtype: str, tmp: Path) -> None:
         f"{first_reply:.1f} s ({ok}); process RSS after load {rss:.0f} MiB",
         flush=True,
     )
-
-
-def cpu_flags() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            info = fh.read()
-    except OSError:
-        return "unknown"
-    name = next(
-        (line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?"
-    )
-    flags = next(
-        (line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []
-    )
-    wanted = [f for f in flags if f.startswith(("avx", "amx", "fma", "f16c", "vnni"))]
-    return f"{name}; {' '.join(wanted)}"
 
 
 if __name__ == "__main__":

@@ -213,7 +213,7 @@ _RULES = (
         r"(?=\s*(?:$|[,.!;]|(?:and|lol|haha|lmao|now|already|btw|actually)\b))",
         _age,
     ),
-    _rule(r"\bi turned\s+(?P<v>\d{1,3})\b", _age),
+    _rule(r"\bi (?:just |recently )?turned\s+(?P<v>\d{1,3})\b", _age),
     _rule(r"\bmy age is\s+(?P<v>\d{1,3})\b", _age),
     _rule(r"\bi work as\s+" + _V_THING, _single("job", "I work as {}", _job)),
     _rule(
@@ -283,7 +283,7 @@ _RULES = (
     ),
     _rule(r"\bi (?:really |absolutely |truly |just )?(?:love|adore)\s+" + _V_THING, _pref("love")),
     _rule(r"\bi (?:really |just )?(?:like|enjoy)\s+" + _V_THING, _pref("like")),
-    _rule(_I_AM + r"(?:a |an )?(?:big |huge )?fan of\s+" + _V_THING, _pref("love")),
+    _rule(_I_AM + r"(?:a |an )?(?:big |huge )?fan of\s+" + _V_THING, _pref("am a fan of")),
     _rule(_I_AM + r"(?:really )?into\s+" + _V_THING, _pref("am into")),
     _rule(
         r"\bi (?:really )?(?:hate|dislike|detest|can't stand|cannot stand|don't like|do not like)\s+"

@@ -11,124 +11,50 @@ Like :class:`memory.MemoryStore`, every method opens a short session and runs to
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, delete, select, text
+from sqlalchemy import Select, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory.facts import Fact, extract
-from memory.recall import FoundTurn, Remembered, StoredFact, rank, search_words
-from memory.schema import Conversation, FactRow, Person, Turn
-from memory.store import ConversationKey, StoredTurn, find_conversation, recent_turns, runs_to_end
+from memory.recall import Remembered, rank, search_words
+from memory.schema import Conversation, FactRow, Person
+from memory.search import read_material
+from memory.store import ConversationKey, StoredTurn, find_conversation, runs_to_end
 
 if TYPE_CHECKING:
     from memory.store import MemoryStore
 
 MAX_FACTS = 200  # per conversation: the oldest go first beyond this
-_FOUND_TURNS = 8  # older turns fetched per message, best first
-
-# The first turn of the recent window: only turns before it are searched.
-_WINDOW_START = (
-    "COALESCE((SELECT min(id) FROM (SELECT id FROM turns WHERE conversation_id = :conversation "
-    "AND NOT excluded AND NOT blocked ORDER BY id DESC LIMIT :window) AS recent), 9223372036854775807)"
-)
-# The best matches of the conversation first (the index alone, bounded), then the ones outside
-# the recent window that may enter a context.
-_SQLITE_SEARCH = text(
-    "SELECT t.id, t.text FROM (SELECT rowid, rank FROM turns_fts WHERE turns_fts MATCH :query "
-    "ORDER BY rank LIMIT :scan) AS m JOIN turns t ON t.id = m.rowid "
-    f"WHERE t.id < {_WINDOW_START} AND NOT t.excluded AND NOT t.blocked ORDER BY m.rank LIMIT :limit"
-)
-_POSTGRES_SEARCH = text(
-    "SELECT id, text FROM (SELECT id, text, excluded, blocked, ts_rank(search, q) AS score "
-    "FROM turns, to_tsquery('english', :query) AS q WHERE conversation_id = :conversation AND search @@ q "
-    "ORDER BY score DESC, id DESC LIMIT :scan) AS m "
-    f"WHERE id < {_WINDOW_START} AND NOT excluded AND NOT blocked ORDER BY score DESC, id DESC LIMIT :limit"
-)
-_SCAN = 64  # matches ranked before the window and the flags are applied
 
 
 class LongTermMemory:
     def __init__(self, store: MemoryStore) -> None:
+        self._store = store
         self._sessions = store.sessions
+        self._reading = store.reading
         self._postgres = store.backend == "postgresql"
         self._running: set[asyncio.Future[Any]] = store.running  # MemoryStore.close waits for these too
-
-    async def recall(
-        self, key: ConversationKey, probe: str, *, window: int, search: bool = True
-    ) -> list[Remembered]:
-        """The material relevant to ``probe`` (the person's new message), most relevant first.
-
-        ``window``: how many of the newest turns the recent context is taken from; only older
-        turns are searched (unless ``search`` is false), facts come from any turn.
-        """
-        return (await self.gather(key, probe, window=window, search=search))[1]
 
     @runs_to_end
     async def gather(
         self, key: ConversationKey, probe: str, *, window: int, search: bool = True
     ) -> tuple[list[StoredTurn], list[Remembered]]:
-        """What a model input for ``probe`` is built from, in one session: the newest ``window``
-        turns (as :meth:`MemoryStore.context_turns`) and the relevant remembered material."""
-        async with self._sessions() as session:
-            rows: Sequence[Any] = (
-                await session.execute(
-                    select(
-                        Conversation.id,
-                        Person.remember,
-                        FactRow.id,
-                        FactRow.slot,
-                        FactRow.text,
-                        Turn.text,
-                        FactRow.turn_id,
-                    )
-                    .outerjoin(
-                        Person,
-                        (Person.platform == Conversation.platform) & (Person.user_id == Conversation.user_id),
-                    )
-                    .outerjoin(FactRow, FactRow.conversation_id == Conversation.id)
-                    .outerjoin(Turn, Turn.id == FactRow.turn_id)
-                    .where(
-                        Conversation.platform == key.platform,
-                        Conversation.chat_id == key.chat_id,
-                        Conversation.user_id == key.user_id,
-                    )
-                )
-            ).all()
-            if not rows:
-                return [], []
-            conversation, remembers = rows[0][0], rows[0][1] is not False
-            history = await recent_turns(session, conversation, window)
-            if not remembers:  # /memory off
-                return history, []
-            facts = [
-                StoredFact(fact_id, slot, text_, source, turn_id or 0)
-                for _, _, fact_id, slot, text_, source, turn_id in rows
-                if fact_id is not None
-            ]
-            words = search_words(probe)
-            found = await self._search(session, conversation, words, window) if words and search else []
-        return history, rank(probe, facts, found)
+        """What a model input for ``probe`` (the person's new message) is built from: the newest
+        ``window`` turns (as :meth:`MemoryStore.context_turns`) and the relevant remembered
+        material, most relevant first. Facts come from any turn; only turns older than the window
+        are searched (unless ``search`` is false)."""
+        words = search_words(probe) if search else []
+        async with self._reading() as session:
+            material = await read_material(session, key, words, window=window, postgres=self._postgres)
+        return material.history, rank(probe, material.facts, material.found)
 
-    async def _search(
-        self, session: AsyncSession, conversation: int, words: list[str], window: int
-    ) -> list[FoundTurn]:
-        params: dict[str, object] = {
-            "conversation": conversation,
-            "window": window,
-            "limit": _FOUND_TURNS,
-            "scan": _SCAN,
-        }
-        if self._postgres:
-            params["query"] = " | ".join(words)
-            rows = await session.execute(_POSTGRES_SEARCH, params)
-        else:
-            terms = " OR ".join(f'"{word}"' for word in words)
-            params["query"] = f'conversation : "c{conversation}" AND ({terms})'
-            rows = await session.execute(_SQLITE_SEARCH, params)
-        return [FoundTurn(turn_id, text_) for turn_id, text_ in rows.all()]
+    async def recall(
+        self, key: ConversationKey, probe: str, *, window: int, search: bool = True
+    ) -> list[Remembered]:
+        """The remembered material relevant to ``probe``, as :meth:`gather` finds it."""
+        return (await self.gather(key, probe, window=window, search=search))[1]
 
     @runs_to_end
     async def learn(self, key: ConversationKey, turn_id: int, message: str) -> list[Fact]:
@@ -172,7 +98,7 @@ class LongTermMemory:
     @runs_to_end
     async def facts(self, key: ConversationKey) -> list[str]:
         """What is remembered in this conversation, in the order it was first learned."""
-        async with self._sessions() as session:
+        async with self._reading() as session:
             conversation = await find_conversation(session, key, create=False)
             if conversation is None:
                 return []
@@ -202,7 +128,7 @@ class LongTermMemory:
 
     @runs_to_end
     async def remembers(self, platform: str, user_id: str) -> bool:
-        async with self._sessions() as session:
+        async with self._reading() as session:
             return await _remembers(session, platform, user_id)
 
     @runs_to_end

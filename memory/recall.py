@@ -48,7 +48,7 @@ _JOB = (
     r"co-?workers?|shifts?|what do i do"
 )
 _CUES = {
-    "name": r"my (?:full |first |last |real )?name|who am i|call me|remember me|hi|hello|hey|"
+    "name": r"my (?:full |first |last |real )?name|who am i|who i am|call me|remember me|hi|hello|hey|"
     r"good (?:morning|afternoon|evening)",
     "age": r"old|age|birthdays?|born|years",
     "job": _JOB,
@@ -136,20 +136,38 @@ def cued_slots(probe: str) -> set[str]:
     return {slot for slot, pattern in _CUE_PATTERNS.items() if pattern.search(lowered)}
 
 
+_MANY_VALUED = frozenset({"pet", "family", "pref", "hobby"})
+
+
 def rank(probe: str, facts: Sequence[StoredFact], turns: Sequence[FoundTurn]) -> list[Remembered]:
-    """The relevant material, most relevant first (newer first among equals), at most eight pieces."""
+    """The relevant material, most relevant first (newer first among equals), at most eight pieces.
+
+    Of a many-valued kind (pets, family, likes, hobbies), when the message names what it is about
+    ("what food do I like?"), only the facts that share its words come in, not every like. An
+    older turn counts by its words other than the kinds' cues ("name", "live", "work": facts
+    answer those), must not be a question, and must not be a fact's own source.
+    """
     wanted = terms(probe)
     slots = cued_slots(probe)
-    out: list[Remembered] = []
+    scored: list[tuple[StoredFact, int, bool]] = []
     for fact in facts:
         shared = len((wanted & terms(fact.text)) - _TEMPLATE_STEMS)
         cue = fact.slot in slots
         if shared or cue:
-            score = 2.0 * cue + shared + _FACT_BONUS
-            out.append(Remembered(fact.text, fact.source, fact.at, score, True))
-    needed = min(2, len(wanted))
+            scored.append((fact, shared, cue))
+    named = {fact.slot for fact, shared, _ in scored if shared and fact.slot in _MANY_VALUED}
+    out = [
+        Remembered(fact.text, fact.source, fact.at, 2.0 * cue + shared + _FACT_BONUS, True)
+        for fact, shared, cue in scored
+        if shared or fact.slot not in named
+    ]
+    sources = {fact.at for fact in facts}
+    content = wanted - _TEMPLATE_STEMS
+    needed = min(2, len(content))
     for turn in turns:
-        shared = len(wanted & terms(turn.text))
+        if turn.id in sources or turn.text.rstrip().endswith("?"):
+            continue
+        shared = len(content & terms(turn.text))
         if needed and shared >= needed:
             out.append(Remembered(turn.text, turn.text, turn.id, float(shared), False))
     out.sort(key=lambda r: (-r.score, -r.at))

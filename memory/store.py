@@ -167,7 +167,26 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")  # ... and replaced by a write-locking one
+        # ... and replaced by a write-locking one. A read (MemoryStore.reading) opens no transaction:
+        # each of its statements reads the newest commit (WAL) beside the writer and other readers.
+        if not connection.get_execution_options().get(_READ_ONLY, False):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _configure_postgres(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Plan each statement for its values: blenderd's statements are small (a plan costs about
+        # 0.1 ms), and a cached generic plan, blind to how many turns one person or one word has,
+        # scans a person's whole history (memory/search.py). A SET, not a startup parameter, so
+        # that pgbouncer accepts it; PostgreSQL before 12 has no such setting and keeps its own.
+        try:
+            dbapi_connection.run_async(lambda c: c.execute("SET plan_cache_mode = force_custom_plan"))
+        except Exception as exc:  # an old server: its default planning stays
+            logger.debug("plan_cache_mode not set: %s", exc)
+
+
+_READ_ONLY = "blenderd_read_only"
 
 
 def _upgrade(connection: Connection) -> None:
@@ -211,6 +230,9 @@ class MemoryStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._reading = async_sessionmaker(
+            engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
+        )
         self._running: set[asyncio.Future[Any]] = set()
 
     @property
@@ -220,6 +242,11 @@ class MemoryStore:
     @property
     def sessions(self) -> async_sessionmaker[AsyncSession]:
         return self._sessions
+
+    @property
+    def reading(self) -> async_sessionmaker[AsyncSession]:
+        """Sessions that only read (on SQLite: without the write lock)."""
+        return self._reading
 
     @property
     def running(self) -> set[asyncio.Future[Any]]:
@@ -243,9 +270,17 @@ class MemoryStore:
                 _prepare_sqlite_file(parsed)
             except OSError as exc:
                 raise MemoryStoreError(f"cannot create the database file: {exc}") from None
-        engine = create_async_engine(parsed, pool_pre_ping=backend != "sqlite")
+        # PostgreSQL plans each statement for its values: blenderd's statements are small (a plan
+        # costs about 0.1 ms), and a cached generic plan, blind to how many turns one person or one
+        # word has, scans a person's whole history (memory/search.py).
+        connect_args = (
+            {"server_settings": {"plan_cache_mode": "force_custom_plan"}} if backend != "sqlite" else {}
+        )
+        engine = create_async_engine(parsed, pool_pre_ping=backend != "sqlite", connect_args=connect_args)
         if backend == "sqlite":
             _configure_sqlite(engine)
+        else:
+            _configure_postgres(engine)
         try:
             async with engine.begin() as connection:
                 if migrate:
@@ -313,7 +348,7 @@ class MemoryStore:
     @runs_to_end
     async def pending(self, platform: str) -> list[PendingMessage]:
         """Messages accepted but never answered (the process died), oldest first."""
-        async with self._sessions() as session:
+        async with self._reading() as session:
             rows = (
                 await session.scalars(
                     select(InboxMessage)
@@ -330,7 +365,7 @@ class MemoryStore:
                     r.message_id,
                     r.is_private,
                     r.text,
-                    _aware(r.received_at),
+                    aware(r.received_at),
                 )
                 for r in rows
             ]
@@ -368,7 +403,7 @@ class MemoryStore:
     @runs_to_end
     async def context_turns(self, key: ConversationKey, limit: int = 64) -> list[StoredTurn]:
         """The newest ``limit`` turns that may enter a context (not reset, not blocked), oldest first."""
-        async with self._sessions() as session:
+        async with self._reading() as session:
             conversation_id = await find_conversation(session, key, create=False)
             if conversation_id is None:
                 return []
@@ -416,7 +451,7 @@ class MemoryStore:
     @runs_to_end
     async def export(self, platform: str, user_id: str) -> dict[str, Any]:
         """Everything stored about this person on this platform, as JSON-ready data."""
-        async with self._sessions() as session:
+        async with self._reading() as session:
             conversations = (
                 await session.scalars(
                     select(Conversation)
@@ -477,13 +512,13 @@ class MemoryStore:
 
     @runs_to_end
     async def count_turns(self) -> int:
-        async with self._sessions() as session:
+        async with self._reading() as session:
             return int(await session.scalar(select(func.count()).select_from(Turn)) or 0)
 
     @runs_to_end
     async def stats(self) -> dict[str, dict[str, int]]:
         """Per platform: people, conversations and stored messages (for ``admin stats``)."""
-        async with self._sessions() as session:
+        async with self._reading() as session:
             people = await session.execute(
                 select(Conversation.platform, func.count(func.distinct(Conversation.user_id))).group_by(
                     Conversation.platform
@@ -508,9 +543,9 @@ class MemoryStore:
             return dict(sorted(out.items()))
 
 
-def _aware(moment: datetime) -> datetime:
+def aware(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment  # SQLite returns naive UTC
 
 
 def _iso(moment: datetime) -> str:
-    return _aware(moment).isoformat()
+    return aware(moment).isoformat()

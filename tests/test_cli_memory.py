@@ -88,7 +88,14 @@ def test_memory_disabled_in_the_config(tmp_path: Path, blenderbot_dir: Path) -> 
 
 def test_blocked_and_care_messages_are_never_remembered(tmp_path: Path, blenderbot_dir: Path) -> None:
     config = str(write_config(tmp_path, tiny(tmp_path, blenderbot_dir)))
-    stdin = "I will kill you. My name is Bob.\nI want to die. I live in Oslo.\n/memory\nMy name is Ada.\n/memory\n"
+    lines = [
+        "I will kill you. My name is Bob.",
+        "I want to die. I live in Oslo.",
+        "/memory",
+        "My name is Ada.",
+        "/memory",
+    ]
+    stdin = "\n".join(lines) + "\n"
     chat = run("chat", "--config", config, cwd=tmp_path, stdin=stdin)
     assert chat.returncode == 0, chat.stderr
     first, second = (

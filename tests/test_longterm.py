@@ -27,6 +27,7 @@ STATED = [
     ("you can call me Al", ["my name is Al"]),
     ("I'm 34 years old", ["I am 34 years old"]),
     ("im 25", ["I am 25 years old"]),
+    ("I just turned 30 yesterday!", ["I am 30 years old"]),
     ("I work as a software engineer at a bank", ["I work as a software engineer"]),
     ("I'm a nurse, what about you?", ["I am a nurse"]),
     ("i am a high school teacher", ["I am a high school teacher"]),
@@ -44,7 +45,7 @@ STATED = [
     ("I like to read books", ["I like to read books"]),
     ("I hate onions", ["I don't like onions"]),
     ("I don't like spiders", ["I don't like spiders"]),
-    ("I'm a big fan of the Beatles", ["I love the Beatles"]),
+    ("I'm a big fan of the Beatles", ["I am a fan of the Beatles"]),
     ("My favorite food is sushi", ["my favorite food is sushi"]),
     ("my hobby is knitting", ["my hobby is knitting"]),
     ("I play the guitar", ["I play guitar"]),
@@ -212,14 +213,29 @@ def test_relevance_prefers_facts_about_what_is_asked() -> None:
         StoredFact(1, "name", "my name is Ada", "hi, my name is Ada", 1),
         StoredFact(2, "pet", "I have a dog named Rex", "I have a dog named Rex", 3),
         StoredFact(3, "city", "I live in Lyon", "I live in Lyon", 5),
+        StoredFact(4, "pref", "I love jazz", "I love jazz", 6),
+        StoredFact(5, "pref", "I love sushi", "I love sushi", 8),
     ]
-    turns = [FoundTurn(7, "my dog Rex chewed my shoes"), FoundTurn(9, "the dog park was busy")]
+    turns = [
+        FoundTurn(3, "I have a dog named Rex"),  # a fact's own source: the fact says it
+        FoundTurn(7, "my dog Rex chewed my shoes"),
+        FoundTurn(9, "the dog park was busy"),
+        FoundTurn(10, "that's not my real name haha"),
+        FoundTurn(11, "does your dog like parks?"),  # a question tells nothing
+    ]
     ranked = rank("what is my dog's name?", facts, turns)
-    # The pet cue and a shared word; "my name is Ada" answers another question; the turns share
-    # one word of two.
-    assert [r.text for r in ranked] == ["I have a dog named Rex"]
-    ranked = rank("my dog Rex is sick", facts, turns)
+    # The pet cue and a shared word; "my name is Ada" answers another question; "name" is for the
+    # facts to answer, so older turns count by "dog" alone.
+    assert [r.text for r in ranked] == [
+        "I have a dog named Rex",
+        "the dog park was busy",
+        "my dog Rex chewed my shoes",
+    ]
+    assert [r.text for r in rank("what is my name?", facts, turns)] == ["my name is Ada"]
+    ranked = rank("my dog Rex is sick", facts, turns)  # three words: a turn must share two
     assert [r.text for r in ranked] == ["I have a dog named Rex", "my dog Rex chewed my shoes"]
+    assert [r.text for r in rank("what do I love?", facts, turns)] == ["I love sushi", "I love jazz"]
+    assert [r.text for r in rank("which food do I love, sushi?", facts, turns)] == ["I love sushi"]
     assert rank("lol ok", facts, turns) == []
 
 
