@@ -40,9 +40,9 @@ from bot.config import MemoryConfig
 from bot.context import Context, build_context
 from bot.core import WINDOW
 from memory import ConversationKey, MemoryStore
+from memory.engine import default_url
 from memory.facts import SINGLE_VALUED, extract
 from memory.schema import Turn
-from memory.store import default_url
 from model.config import BlenderbotConfig
 from model.tokenizer import BlenderbotTokenizer
 

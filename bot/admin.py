@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bot.config import Config, ConfigError
 from memory import MemoryStore
-from memory.store import database_url, shown
+from memory.engine import database_url, shown
 
 logger = logging.getLogger(__name__)
 

@@ -321,7 +321,7 @@ class Config(_Section):
         return tuple(line.strip() for line in lines)
 
     def database_url(self) -> str:
-        from memory.store import default_url
+        from memory.engine import default_url
 
         return secret("BLENDERD_DATABASE_URL") or self.database.url or default_url(self.data_dir)
 

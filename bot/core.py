@@ -1,14 +1,16 @@
 """The chat core: one entry point, :meth:`ChatCore.handle`, for every adapter.
 
-For a text message: rate limit, reserve a place at the model worker (or answer "busy" at once),
-store the user turn, load the conversation, build the context, generate, store and return the
-reply. Messages of one conversation are answered in order, one at a time (a FIFO lock per
-conversation); different conversations proceed concurrently and share model batches.
+For a text message: take a place at the model worker (or answer "busy" at once), rate limit,
+store the user turn, load the conversation and what is remembered (memory.longterm), build the
+context, generate, store and return the reply. Messages of one conversation are answered in
+order, one at a time (a FIFO lock per conversation); different conversations proceed
+concurrently and share model batches.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
@@ -21,7 +23,7 @@ from bot.messages import Incoming, Reply, clean_text
 from bot.metrics import Metrics
 from bot.ordering import ConversationOrder, Place
 from bot.ratelimit import RateLimiter
-from bot.worker import Busy, ModelWorker, WorkerStopped
+from bot.worker import Busy, ModelWorker, Slot, WorkerStopped
 from memory import ConversationKey, MemoryStore, PendingMessage, StoredTurn
 from memory.recall import Remembered
 from model import Hypothesis
@@ -150,49 +152,46 @@ class ChatCore:
             if accepted is not None:
                 await self.memory.settle(accepted, "ignored")
             return None
-        chat = bool(text) and command is None
-        if chat:  # decided before any await, so arrival order is kept into the conversation lock
-            early = self._refuse(message)
+        slot: Slot | None = None
+        if bool(text) and command is None:  # decided before any await, so arrival order is kept
+            slot, early = self._admit(message)
             if early is not None:
                 if deliver is not None:
                     await deliver(early)
                 if accepted is not None:
                     await self.memory.settle(accepted, "answered")
                 return early
-        try:
-            async with self._order.take(key):  # the place in line is taken before any await
-                inbox_id = accepted
-                if inbox_id is None and message.message_id is not None:
-                    new, inbox_id = await self.accept(message)
-                    if not new:
-                        return None
-                reply = await self._respond(key, text, command, inbox_id)
-                if deliver is not None:
-                    await deliver(reply)  # if this raises, the message stays pending for recovery
-                if inbox_id is not None:
-                    await self.memory.settle(inbox_id, "answered")
-                return reply
-        finally:
-            if chat:
-                self.worker.release()
+        async with slot or contextlib.nullcontext(), self._order.take(key):  # place taken before any await
+            inbox_id = accepted
+            if inbox_id is None and message.message_id is not None:
+                new, inbox_id = await self.accept(message)
+                if not new:
+                    return None
+            reply = await self._respond(key, text, command, inbox_id)
+            if deliver is not None:
+                await deliver(reply)  # if this raises, the message stays pending for recovery
+            if inbox_id is not None:
+                await self.memory.settle(inbox_id, "answered")
+            return reply
 
-    def _refuse(self, message: Incoming) -> Reply | None:
-        """The immediate answer when a message cannot go to the model now (and claims a place if it can)."""
+    def _admit(self, message: Incoming) -> tuple[Slot | None, Reply | None]:
+        """A place at the model worker for a chat message, or the immediate answer when it cannot
+        go to the model now."""
         if not self._accepting:
-            return Reply(STOPPING)
+            return None, Reply(STOPPING)
         try:  # the queue first: a "busy" answer must not use up the person's allowance
-            self.worker.reserve()
+            slot = self.worker.take_slot()
         except Busy:
             logger.warning("queue full (%d waiting); answered busy", self.worker.depth)
             self.metrics.busy.inc()
-            return Reply(BUSY)
+            return None, Reply(BUSY)
         except WorkerStopped:
-            return Reply(STOPPING)
+            return None, Reply(STOPPING)
         if not message.local and not self.limiter.allow((message.platform, message.user_id)):
-            self.worker.release()
+            slot.release()
             self.metrics.rate_limited.inc()
-            return Reply(SLOW_DOWN)
-        return None
+            return None, Reply(SLOW_DOWN)
+        return slot, None
 
     async def _respond(
         self, key: ConversationKey, text: str | None, command: Command | None, inbox_id: int | None
@@ -257,13 +256,9 @@ class ChatCore:
                     text = None if row.text is None else clean_text(row.text)
                     command = parse_command(text) if text and text.startswith("/") else None
                     chat = bool(text) and command is None
-                    if chat:
-                        await self._reserve_waiting()
-                    try:
+                    slot = await self.worker.wait_for_slot() if chat else None
+                    async with slot or contextlib.nullcontext():
                         reply = await self._respond(key, text, command, row.inbox_id)
-                    finally:
-                        if chat:
-                            self.worker.release()
                     status = "answered"
                 try:
                     await deliver_to(row)(reply)
@@ -273,14 +268,6 @@ class ChatCore:
                 await self.memory.settle(row.inbox_id, status)
                 done += 1
         return done
-
-    async def _reserve_waiting(self) -> None:
-        while True:
-            try:
-                self.worker.reserve()
-                return
-            except Busy:
-                await asyncio.sleep(0.1)
 
     async def _chat(self, key: ConversationKey, text: str, inbox_id: int | None = None) -> Reply:
         care = self.config.safety.care

@@ -74,7 +74,7 @@ def _data_dir(folder: Path) -> tuple[bool, str]:
 
 def _database(config: Config) -> tuple[bool, str]:
     from memory import MemoryStore, MemoryStoreError
-    from memory.store import database_url, shown
+    from memory.engine import database_url, shown
 
     url = config.database_url()
     try:

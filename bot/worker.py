@@ -4,7 +4,7 @@ Keras keeps its dtype policy per thread and torch its grad mode per thread, so t
 built and run only in this thread. The event loop submits requests and awaits futures; it never
 blocks on the model. Requests that arrive together (from different conversations) are generated
 in one padded batch of up to ``max_batch``; the worker waits up to ``max_wait`` for a batch to
-fill only while more reserved requests are on their way.
+fill only while more requests holding a place (a :class:`Slot`) are on their way.
 """
 
 from __future__ import annotations
@@ -59,6 +59,80 @@ class Generator(Protocol):
     ) -> list[list[Hypothesis]]: ...
 
 
+class Slot:
+    """One place in the worker's queue, held while a request is prepared, generated and answered.
+
+    ``async with slot:`` gives the place back when the block ends, however it ends; giving it back
+    twice is harmless. Places are handed to waiters (:meth:`ModelWorker.wait_for_slot`) in order.
+    """
+
+    def __init__(self, places: _Places) -> None:
+        self._places: _Places | None = places
+
+    def release(self) -> None:
+        if self._places is not None:
+            self._places.give_back()
+            self._places = None
+
+    async def __aenter__(self) -> Slot:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self.release()
+
+
+class _Places:
+    """A counted set of places: taken at once (or refused), or waited for in order, on the event
+    loop; :attr:`taken` may be read from the model thread (under a lock)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._taken = 0
+        self._lock = threading.Lock()
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def taken(self) -> int:
+        with self._lock:
+            return self._taken
+
+    def take_now(self) -> bool:
+        with self._lock:
+            if self._taken >= self.size or self._waiters:
+                return False
+            self._taken += 1
+            return True
+
+    async def take(self) -> None:
+        if self.take_now():
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter  # give_back hands its place to the first waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self.give_back()  # handed over just as this waiter was cancelled: pass it on
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
+            raise
+
+    def give_back(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the place passes on: taken stays the same
+                return
+        with self._lock:
+            self._taken = max(0, self._taken - 1)
+
+    def fail_waiters(self, error: BaseException) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(error)
+
+
 @dataclass
 class _Request:
     ids: list[int]
@@ -71,7 +145,6 @@ class WorkerStats:
     batches: int = 0
     requests: int = 0
     batch_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=1000))  # the most recent
-    last_seconds: float = 0.0
 
 
 def _deliver(future: asyncio.Future[list[Hypothesis]], result: list[Hypothesis] | BaseException) -> None:
@@ -103,7 +176,7 @@ class ModelWorker:
         self._candidates = candidates
         self._on_batch = on_batch
         self._queue: queue.Queue[_Request | None] = queue.Queue()
-        self._reserved = 0
+        self._places = _Places(queue_size)
         self._accepting = False
         self._thread: threading.Thread | None = None
         self._finished: asyncio.Future[None] | None = None
@@ -133,6 +206,7 @@ class ModelWorker:
         process's exit (it is a daemon thread and touches nothing but the model).
         """
         self._accepting = False
+        self._places.fail_waiters(WorkerStopped("the model worker is stopping"))
         if self._thread is None:
             return
         self._queue.put(None)
@@ -160,24 +234,30 @@ class ModelWorker:
 
     @property
     def depth(self) -> int:
-        """Requests reserved and not yet answered (queued, being prepared or generating)."""
-        return self._reserved
+        """Places taken and not given back (requests being prepared, queued or generating)."""
+        return self._places.taken
 
     # -- requests ---------------------------------------------------------------------------
 
-    def reserve(self) -> None:
-        """Claim a place in the queue before preparing a request; raises Busy when full."""
+    def take_slot(self) -> Slot:
+        """A place in the queue now, before preparing a request; raises Busy when the queue is
+        full (answer "busy" at once) and WorkerStopped when the worker takes no more requests."""
         if not self._accepting:
             raise WorkerStopped("the model worker is not accepting requests")
-        if self._reserved >= self.queue_size:
-            raise Busy(f"{self._reserved} requests are waiting")
-        self._reserved += 1
+        if not self._places.take_now():
+            raise Busy(f"{self.depth} requests are waiting")
+        return Slot(self._places)
 
-    def release(self) -> None:
-        self._reserved = max(0, self._reserved - 1)
+    async def wait_for_slot(self) -> Slot:
+        """A place in the queue, waiting in order for one to be given back (recovered messages:
+        they wait rather than being told "busy"); raises WorkerStopped when the worker stops."""
+        if not self._accepting:
+            raise WorkerStopped("the model worker is not accepting requests")
+        await self._places.take()
+        return Slot(self._places)
 
     async def generate(self, ids: list[int]) -> list[Hypothesis]:
-        """Generate for one context (after :meth:`reserve`); hypotheses best first."""
+        """Generate for one context (holding a :class:`Slot`); hypotheses best first."""
         loop = asyncio.get_running_loop()
         request = _Request(ids=ids, loop=loop, future=loop.create_future())
         self._queue.put(request)
@@ -230,8 +310,8 @@ class ModelWorker:
                 request = self._queue.get_nowait()
             except queue.Empty:
                 remaining = deadline - time.monotonic()
-                # Wait only while more reserved requests are still being prepared.
-                if remaining <= 0 or self._reserved <= len(batch):
+                # Wait only while more requests holding a place are still being prepared.
+                if remaining <= 0 or self._places.taken <= len(batch):
                     break
                 try:
                     request = self._queue.get(timeout=min(remaining, 0.002))
@@ -260,7 +340,6 @@ class ModelWorker:
         self.stats.batches += 1
         self.stats.requests += len(live)
         self.stats.batch_sizes.append(len(live))
-        self.stats.last_seconds = elapsed
         if self._on_batch is not None:
             self._on_batch(len(live), elapsed)
         for i, request in enumerate(live):

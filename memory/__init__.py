@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-from memory.store import (
-    ConversationKey,
-    MemoryStore,
-    MemoryStoreError,
-    PendingMessage,
-    StoredTurn,
-    is_outage,
-)
+from memory.engine import MemoryStoreError, is_outage
+from memory.store import ConversationKey, MemoryStore, PendingMessage, StoredTurn
 
 __all__ = ["ConversationKey", "MemoryStore", "MemoryStoreError", "PendingMessage", "StoredTurn", "is_outage"]

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Select, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from memory.engine import runs_to_end
 from memory.facts import Fact, extract
 from memory.recall import Remembered, rank, search_words
 from memory.schema import Conversation, FactRow, Person
 from memory.search import read_material
-from memory.store import ConversationKey, StoredTurn, find_conversation, runs_to_end
+from memory.store import ConversationKey, StoredTurn, find_conversation
 
 if TYPE_CHECKING:
     from memory.store import MemoryStore

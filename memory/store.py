@@ -1,13 +1,11 @@
-"""The conversation store.
+"""The conversation store: conversations, turns, the inbox, and what a person may see or delete.
 
 Every method opens a short session and closes it before returning: a session is never held
-across an ``await`` on the network or the model. SQLite runs in WAL mode with
-``synchronous=NORMAL``, a busy timeout and ``BEGIN IMMEDIATE`` transactions, so concurrent
-writers queue instead of failing with "database is locked".
-
-Every operation runs to its end once started: it is a task of its own that a caller's
-cancellation (shutdown) does not reach, because a query cancelled half-way can wedge the driver
-or leave a write half-done. :meth:`MemoryStore.close` waits for those still running.
+across an ``await`` on the network or the model. Every operation runs to its end once started
+(:func:`memory.engine.runs_to_end`): it is a task of its own that a caller's cancellation
+(shutdown) does not reach, because a query cancelled half-way can wedge the driver or leave a
+write half-done. :meth:`MemoryStore.close` waits for those still running. How the database is
+opened (URLs, SQLite's WAL and locking, migrations) is :mod:`memory.engine`.
 """
 
 from __future__ import annotations
@@ -15,32 +13,21 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
-from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, delete, event, func, select, text, update
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from memory.engine import READ_ONLY, connect, runs_to_end
 from memory.schema import Conversation, FactRow, InboxMessage, Person, Turn
 
 if TYPE_CHECKING:
     from memory.longterm import LongTermMemory
 
 logger = logging.getLogger(__name__)
-
-_MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-
-
-class MemoryStoreError(Exception):
-    """The database cannot be opened or migrated."""
 
 
 @dataclass(frozen=True)
@@ -67,133 +54,6 @@ class StoredTurn:
     role: str
     text: str
     created_at: datetime
-
-
-class _Tracked(Protocol):
-    _running: set[asyncio.Future[Any]]
-
-
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
-_S = TypeVar("_S", bound=_Tracked)
-
-# The drivers blenderd ships, by the scheme a URL may name (``postgres://`` is Heroku's spelling).
-_DRIVERS = {
-    "sqlite": "sqlite+aiosqlite",
-    "sqlite+aiosqlite": "sqlite+aiosqlite",
-    "postgres": "postgresql+asyncpg",
-    "postgresql": "postgresql+asyncpg",
-    "postgresql+asyncpg": "postgresql+asyncpg",
-}
-SUPPORTED_URLS = "sqlite:///path/to/file.sqlite3 or postgresql://user:password@host:5432/dbname"
-
-
-def default_url(data_dir: Path) -> str:
-    return f"sqlite+aiosqlite:///{data_dir / 'blenderd.sqlite3'}"
-
-
-def database_url(url: str) -> URL:
-    """Parse ``url`` and name the async driver blenderd uses for it (asyncpg, aiosqlite)."""
-    try:
-        parsed = make_url(url)
-    except Exception:  # ArgumentError for a malformed URL; the URL itself may hold a password
-        raise MemoryStoreError(f"the database URL is not a valid URL: use {SUPPORTED_URLS}") from None
-    driver = _DRIVERS.get(parsed.drivername)
-    if driver is None:
-        raise MemoryStoreError(
-            f"the database URL names {parsed.drivername!r}, which blenderd does not support: use "
-            f"{SUPPORTED_URLS}"
-        )
-    return parsed.set(drivername=driver)
-
-
-def shown(url: URL | str) -> str:
-    """A URL as it may appear in a message: the password masked."""
-    try:
-        parsed = url if isinstance(url, URL) else make_url(url)
-    except Exception:
-        return "(an invalid URL)"
-    return parsed.render_as_string(hide_password=True)
-
-
-def is_outage(exc: BaseException) -> bool:
-    """Whether ``exc`` says the database is unavailable for now (locked, down, unreachable), as
-    opposed to rejecting this one statement: an outage is waited out, a rejection is not."""
-    if isinstance(exc, OperationalError | InterfaceError | ConnectionError | TimeoutError):
-        return True
-    if isinstance(exc, DBAPIError):
-        return bool(exc.connection_invalidated)
-    return isinstance(exc, OSError)
-
-
-def runs_to_end(
-    method: Callable[Concatenate[_S, _P], Coroutine[Any, Any, _T]],
-) -> Callable[Concatenate[_S, _P], Awaitable[_T]]:
-    """Run the operation as its own task, shielded from the caller's cancellation, and track it."""
-
-    @functools.wraps(method)
-    async def run(self: _S, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        task = asyncio.ensure_future(method(self, *args, **kwargs))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
-        return await asyncio.shield(task)
-
-    return run
-
-
-def _without(text_: str, secret: str | None) -> str:
-    return text_.replace(secret, "***") if secret else text_
-
-
-def _prepare_sqlite_file(url: URL) -> None:
-    """Create the data dir (0700) and the database file (0600) before SQLite does."""
-    database = url.database
-    if not database or database == ":memory:":
-        return
-    path = Path(database)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    os.close(fd)
-
-
-def _configure_sqlite(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # the driver's own deferred BEGIN is disabled ...
-        cursor = dbapi_connection.cursor()
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000", "foreign_keys=ON"):
-            cursor.execute(f"PRAGMA {pragma}")
-        cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        # ... and replaced by a write-locking one. A read (MemoryStore.reading) opens no transaction:
-        # each of its statements reads the newest commit (WAL) beside the writer and other readers.
-        if not connection.get_execution_options().get(_READ_ONLY, False):
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def _configure_postgres(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Plan each statement for its values: blenderd's statements are small (a plan costs about
-        # 0.1 ms), and a cached generic plan, blind to how many turns one person or one word has,
-        # scans a person's whole history (memory/search.py). A SET, not a startup parameter, so
-        # that pgbouncer accepts it; PostgreSQL before 12 has no such setting and keeps its own.
-        try:
-            dbapi_connection.run_async(lambda c: c.execute("SET plan_cache_mode = force_custom_plan"))
-        except Exception as exc:  # an old server: its default planning stays
-            logger.debug("plan_cache_mode not set: %s", exc)
-
-
-_READ_ONLY = "blenderd_read_only"
-
-
-def _upgrade(connection: Connection) -> None:
-    config = AlembicConfig()
-    config.set_main_option("script_location", str(_MIGRATIONS))
-    config.attributes["connection"] = connection
-    command.upgrade(config, "head")
 
 
 async def find_conversation(session: AsyncSession, key: ConversationKey, *, create: bool) -> int | None:
@@ -231,7 +91,7 @@ class MemoryStore:
         self.engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._reading = async_sessionmaker(
-            engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
+            engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
         )
         self._running: set[asyncio.Future[Any]] = set()
 
@@ -263,42 +123,8 @@ class MemoryStore:
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True) -> MemoryStore:
         """Connect, apply migrations (unless ``migrate`` is false: then only connect), and return a store."""
-        parsed = database_url(url)
-        backend = parsed.get_backend_name()
-        if backend == "sqlite" and migrate:
-            try:
-                _prepare_sqlite_file(parsed)
-            except OSError as exc:
-                raise MemoryStoreError(f"cannot create the database file: {exc}") from None
-        # PostgreSQL plans each statement for its values: blenderd's statements are small (a plan
-        # costs about 0.1 ms), and a cached generic plan, blind to how many turns one person or one
-        # word has, scans a person's whole history (memory/search.py).
-        connect_args = (
-            {"server_settings": {"plan_cache_mode": "force_custom_plan"}} if backend != "sqlite" else {}
-        )
-        engine = create_async_engine(parsed, pool_pre_ping=backend != "sqlite", connect_args=connect_args)
-        if backend == "sqlite":
-            _configure_sqlite(engine)
-        else:
-            _configure_postgres(engine)
-        try:
-            async with engine.begin() as connection:
-                if migrate:
-                    await connection.run_sync(_upgrade)
-                else:
-                    await connection.execute(text("SELECT 1"))
-        except (SQLAlchemyError, OSError) as exc:
-            await engine.dispose()
-            reason = _without(str(exc).splitlines()[0] if str(exc) else "", parsed.password)
-            fix = (
-                "check that data_dir is writable and the disk not full"
-                if backend == "sqlite"
-                else "check database.url or BLENDERD_DATABASE_URL and that the database server is running"
-            )
-            raise MemoryStoreError(
-                f"cannot open the database {shown(parsed)}: {exc.__class__.__name__}: {reason} ({fix})"
-            ) from None
-        logger.info("database ready (%s)", backend)
+        engine = await connect(url, migrate=migrate)
+        logger.info("database ready (%s)", engine.url.get_backend_name())
         return cls(engine)
 
     async def close(self, timeout: float = 10.0) -> None:

@@ -30,11 +30,10 @@ from model.errors import (
     UnexpectedTensorError,
     WeightsUnavailableError,
 )
-from model.hub import DEFAULT_MODEL, resolve
+from model.hub import resolve
 from model.settings import GenerationSettings, Hypothesis
 
 __all__ = [
-    "DEFAULT_MODEL",
     "DTYPES",
     "Blenderbot",
     "CacheContractError",

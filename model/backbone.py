@@ -74,10 +74,6 @@ class BlenderbotBackbone(keras.Model):
             linear.quantize_int8()
 
     @property
-    def torch_dtype(self) -> torch.dtype:
-        return self.shared.embeddings.value.dtype
-
-    @property
     def torch_device(self) -> torch.device:
         return self.shared.embeddings.value.device
 

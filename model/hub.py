@@ -10,7 +10,6 @@ from model.errors import WeightsUnavailableError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "facebook/blenderbot-400M-distill"
 PROBE_TIMEOUT = 8.0  # seconds: a hub that does not answer by then is reported, not retried
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _FILES = (

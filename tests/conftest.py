@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from memory import MemoryStore
-from memory.store import default_url
+from memory.engine import default_url
 from tests.checkpoints import build_blenderbot, build_blenderbot_small
 
 

@@ -19,7 +19,7 @@ from bot.core import ChatCore
 from bot.messages import Incoming
 from bot.worker import ModelWorker
 from memory import ConversationKey, MemoryStore
-from memory.store import default_url
+from memory.engine import default_url
 from tests.helpers import CountingModel, tiny_config
 
 

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import text, update
 
 from memory import ConversationKey, MemoryStore, MemoryStoreError
+from memory.engine import default_url
 from memory.schema import Turn
-from memory.store import default_url
 
 DM = ConversationKey("telegram", "chat-1", "alice")
 GROUP = ConversationKey("telegram", "group-9", "alice")
