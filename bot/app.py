@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from bot.config import Config
@@ -29,8 +30,10 @@ def load_model(config: Config) -> Generator:
 class App:
     """The running parts of blenderd, started and stopped in order."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, load: Callable[[Config], Generator] = load_model) -> None:
+        """``load`` builds the model in the worker thread (tests pass one that wraps the real one)."""
         self.config = config
+        self._load = load
         self.metrics = Metrics()
         self._memory: MemoryStore | None = None
         self._worker: ModelWorker | None = None
@@ -71,7 +74,7 @@ class App:
             raise
         try:
             self._worker = ModelWorker(
-                lambda: load_model(c),
+                lambda: self._load(c),
                 max_batch=c.worker.max_batch,
                 max_wait=c.worker.max_wait_ms / 1000.0,
                 queue_size=c.worker.queue_size,

@@ -22,6 +22,7 @@ import yaml
 from adapters.registry import Registry
 from bot import app as app_module
 from bot.app import App
+from bot.config import Config
 from bot.daemon import Daemon
 from tests.fakes.telegram_api import FakeTelegram
 from tests.helpers import CountingModel, tiny_config
@@ -140,8 +141,6 @@ async def daemon_with_slow_model(
     fake = FakeTelegram()
     await fake.start()
     monkeypatch.setenv("TELEGRAM_TOKEN", fake.token)
-    real_load = app_module.load_model
-    monkeypatch.setattr(app_module, "load_model", lambda config: CountingModel(real_load(config), delay=1.0))
     config = tiny_config(
         tmp_path / "data",
         blenderbot_dir,
@@ -149,7 +148,11 @@ async def daemon_with_slow_model(
         telegram={"enabled": True, "api_base_url": fake.base_url},
         shutdown={"grace_seconds": 10},
     )
-    daemon = Daemon(App(config), Registry(config))
+
+    def slow(c: Config) -> CountingModel:
+        return CountingModel(app_module.load_model(c), delay=1.0)
+
+    daemon = Daemon(App(config, load=slow), Registry(config))
     yield daemon, fake
     await fake.stop()
 

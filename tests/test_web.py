@@ -38,18 +38,16 @@ async def start_site(
     tmp_path: Path, blenderbot_dir: Path, monkeypatch: pytest.MonkeyPatch, token: str | None = None
 ) -> Site:
     holder: dict[str, ScriptedModel] = {}
-    real_load = app_module.load_model
 
     def load(config: Any) -> ScriptedModel:
-        holder["m"] = ScriptedModel(real_load(config), ["Nice to meet you!"], delay=1.0)
+        holder["m"] = ScriptedModel(app_module.load_model(config), ["Nice to meet you!"], delay=1.0)
         return holder["m"]
 
-    monkeypatch.setattr(app_module, "load_model", load)
     port = free_port()
     config = tiny_config(tmp_path / "data", blenderbot_dir, http={"port": port}, web={"enabled": True})
     if token is not None:
         monkeypatch.setenv("BLENDERD_WEB_TOKEN", token)
-    daemon = Daemon(App(config), Registry(config))
+    daemon = Daemon(App(config, load=load), Registry(config))
     await daemon.start()
     return Site(daemon, holder["m"], f"http://127.0.0.1:{port}/chat")
 
