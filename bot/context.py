@@ -139,3 +139,30 @@ def build_context(
 
 def _plain(text: str) -> str:
     return _PERSONA_LIKE.sub(r"\1", text)
+
+
+@dataclass(frozen=True)
+class ContextBuilder:
+    """Model inputs for one model: its tokenizer and position limit, the persona and the memory
+    settings, fixed at start; :meth:`build` is what the chat core calls for each message."""
+
+    tokenizer: ContextTokenizer
+    limit: int
+    persona: Sequence[str] = ()
+    memory_tokens: int = 0
+    memory_style: str = "turns"
+
+    def build(self, history: Sequence[tuple[str, str]], remembered: Sequence[Recollection] = ()) -> Context:
+        return build_context(
+            history,
+            tokenizer=self.tokenizer,
+            limit=self.limit,
+            persona=self.persona,
+            remembered=remembered,
+            memory_tokens=self.memory_tokens,
+            memory_style=self.memory_style,
+        )
+
+    def decode(self, ids: list[int]) -> str:
+        """The input as the model reads it, special tokens included (for the DEBUG log line)."""
+        return self.tokenizer.decode(ids, skip_special_tokens=False)

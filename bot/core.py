@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from bot.commands import Command, CommandRunner, parse_command
 from bot.config import Config
-from bot.context import build_context
+from bot.context import ContextBuilder
 from bot.messages import Incoming, Reply, clean_text
 from bot.metrics import Metrics
 from bot.ordering import ConversationOrder, Place
@@ -55,7 +55,9 @@ class ChatCore:
         worker: ModelWorker,
         metrics: Metrics | None = None,
         safety: SafetyChecker | None = None,
+        contexts: ContextBuilder | None = None,
     ) -> None:
+        """``contexts`` builds the model inputs; by default from the started worker's model."""
         self.config = config
         self.memory = memory
         self.worker = worker
@@ -63,6 +65,13 @@ class ChatCore:
         self.metrics = metrics or Metrics()
         self.limiter = RateLimiter(config.rate_limit.messages, config.rate_limit.per_seconds)
         self.commands = CommandRunner(memory, config.memory)
+        self.contexts = contexts or ContextBuilder(
+            worker.model.tokenizer,
+            worker.model.max_positions,
+            config.persona,
+            config.memory.budget_tokens,
+            config.memory.style,
+        )
         self._order = ConversationOrder()
         self.waiting_for_database: set[str] = set()  # intakes paused by a database outage
         self._accepting = True
@@ -303,18 +312,8 @@ class ChatCore:
         remembered: list[Remembered],
         inbox_id: int | None,
     ) -> Reply:
-        model = self.worker.model
-        memory = self.config.memory
-        context = await asyncio.to_thread(
-            build_context,
-            [*((t.role, t.text) for t in history), ("user", text)],
-            tokenizer=model.tokenizer,
-            limit=model.max_positions,
-            persona=self.config.persona,
-            remembered=remembered,
-            memory_tokens=memory.budget_tokens,
-            memory_style=memory.style,
-        )
+        pairs = [*((t.role, t.text) for t in history), ("user", text)]
+        context = await asyncio.to_thread(self.contexts.build, pairs, remembered)
         if context.truncated:
             self.metrics.contexts_truncated.inc()
         if self.config.logging.message_text and logger.isEnabledFor(logging.DEBUG):
@@ -323,7 +322,7 @@ class ChatCore:
                 key.platform,
                 key.chat_id,
                 len(context.ids),
-                model.tokenizer.decode(context.ids, skip_special_tokens=False),
+                self.contexts.decode(context.ids),
             )
         try:
             hypotheses = await asyncio.wait_for(
