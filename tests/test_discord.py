@@ -88,8 +88,9 @@ async def test_guild_needs_mention_reply_or_prefix(dc: Setup) -> None:
     await dc.fake.send_message(BOB, "!bb with the prefix")
     await replies(dc.fake, CHANNEL_ID, 3)
     await dc.fake.send_message(BOB, "more humans talking")
-    await asyncio.sleep(0.3)
-    assert len(dc.fake.posted(messages_path(CHANNEL_ID))) == 3
+    await dc.fake.send_message(BOB, "!bb a sentinel: the line before it was read first")
+    await replies(dc.fake, CHANNEL_ID, 4)
+    assert len(dc.fake.posted(messages_path(CHANNEL_ID))) == 4
     stored = await dc.app.core.memory.export("discord", "11")
     assert [t["text"] for t in stored["conversations"][0]["turns"] if t["role"] == "user"] == [
         "what do you think?"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -86,8 +85,10 @@ async def test_groups_need_a_mention_a_reply_or_the_prefix(tg: Setup) -> None:
     tg.fake.send(group, 7, "!bb and with the prefix")
     await reply_to(tg.fake, -100, 3)
     tg.fake.send(group, 8, "another human line")
-    await asyncio.sleep(0.3)
-    assert len(tg.fake.sent("sendMessage", -100)) == 3
+    sentinel = tg.fake.send(group, 8, "!bb a sentinel: the line before it was read first")
+    await reply_to(tg.fake, -100, 4)
+    sent = tg.fake.sent("sendMessage", -100)
+    assert len(sent) == 4 and sent[3].params["reply_parameters"]["message_id"] == sentinel["message_id"]
     stored = await tg.app.core.memory.export("telegram", "5")
     assert [t["text"] for t in stored["conversations"][0]["turns"] if t["role"] == "user"] == [
         "what do you think?"
@@ -176,5 +177,6 @@ async def test_restart_does_not_answer_answered_updates_again(tg: Setup) -> None
     await tg.restart_adapter()
     tg.fake.send(chat, 14, "second message")
     await reply_to(tg.fake, 14, 2)
-    await asyncio.sleep(0.3)
-    assert len(tg.fake.sent("sendMessage", 14)) == 2
+    tg.fake.send(chat, 14, "a sentinel")  # answered after anything the restart might answer again
+    await reply_to(tg.fake, 14, 3)
+    assert len(tg.fake.sent("sendMessage", 14)) == 3

@@ -11,8 +11,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yarl
 
 from adapters.registry import Registry
+from adapters.web import STATIC
 from bot import app as app_module
 from bot.app import App
 from bot.daemon import Daemon
@@ -146,8 +148,12 @@ async def test_chat_in_a_real_browser(site: Site, tmp_path: Path) -> None:
     site.model.texts = ["Nice to meet you!"]
     screenshot = tmp_path / "web-chat.png"
     runner = asyncio.create_task(asyncio.to_thread(chat_session, site.url, tmp_path, screenshot))
-    while not site.model.calls:  # the first reply has been asked for: make the next one a markup attack
-        await asyncio.sleep(0.05)
+
+    async def first_reply_asked() -> None:
+        while not site.model.calls:
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(first_reply_asked(), 120)  # then make the next reply a markup attack
     site.model.texts = [XSS + " and more"]
     seen = await runner
     assert seen["typing_shown"] and not seen["typing_after"]
@@ -185,11 +191,39 @@ async def test_access_token(tmp_path: Path, blenderbot_dir: Path, monkeypatch: p
         await s.daemon.stop()
 
 
+async def raw_get(url: str, path: str) -> tuple[int, bytes]:
+    """GET ``path`` exactly as written: an HTTP client would normalise ``..`` away before sending."""
+    parsed = yarl.URL(url)
+    reader, writer = await asyncio.open_connection(parsed.host, parsed.port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {parsed.host}\r\nConnection: close\r\n\r\n".encode())
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 30)
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+async def test_static_files_cannot_be_left_by_dot_segments(site: Site, tmp_path: Path) -> None:
+    status, body = await raw_get(site.url, "/chat/static/app.js")
+    assert status == 200 and body  # the route serves files: the refusals below are its own
+    outside = tmp_path / "secret.js"  # a name the route would serve, outside its folder
+    outside.write_text("blenderd secret")
+    escape = os.path.relpath(outside, STATIC).replace("/", "%2F")
+    for path in (
+        f"/chat/static/{escape}",
+        "/chat/static/..%2Fconfig.yaml",
+        "/chat/static/..%2F..%2Fconfig.yaml",
+        "/chat/static/%2e%2e%2f%2e%2e%2fREADME.md",
+        "/chat/static/..%2F..%2Fadapters%2Fweb.py",
+    ):
+        status, body = await raw_get(site.url, path)
+        assert status == 404, path
+        assert b"import" not in body and b"blenderd" not in body.lower(), path
+
+
 async def test_bad_requests_get_clear_answers(site: Site) -> None:
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
         async with http.get(site.url) as response:
             assert response.status == 200
         async with http.post(site.url + "/api/message", data=b"not json") as response:
             assert response.status == 400 and "JSON" in (await response.json())["error"]
-        async with http.get(site.url + "/static/../../config.yaml") as response:
-            assert response.status == 404
