@@ -37,7 +37,7 @@ from sqlalchemy import text as sql
 
 from benchmarks.machine import cpu_flags
 from bot.config import MemoryConfig
-from bot.context import Context, build_context
+from bot.context import Context, ContextBuilder, build_context
 from bot.core import WINDOW
 from memory import ConversationKey, MemoryStore
 from memory.engine import default_url
@@ -162,21 +162,15 @@ async def say(store: MemoryStore, key: ConversationKey, role: str, text: str) ->
 async def model_input(
     store: MemoryStore, key: ConversationKey, probe: str, tokenizer: BlenderbotTokenizer, memory: MemoryConfig
 ) -> Context:
-    """The probe's model input, as ChatCore._chat builds it."""
-    history = await store.context_turns(key, limit=WINDOW)
-    remembered = (
-        await store.longterm.recall(key, probe, window=WINDOW, search=memory.search_older_turns)
-        if memory.enabled and memory.budget_tokens
-        else []
-    )  # ChatCore._gather reads the same in one session
-    return build_context(
-        [*((t.role, t.text) for t in history), ("user", probe)],
-        tokenizer=tokenizer,
-        limit=LIMIT,
-        remembered=remembered,
-        memory_tokens=memory.budget_tokens,
-        memory_style=memory.style,
-    )
+    """The probe's model input, read and built as ChatCore._gather and ChatCore._generate do."""
+    if memory.enabled and memory.budget_tokens:
+        history, remembered = await store.longterm.gather(
+            key, probe, window=WINDOW, search=memory.search_older_turns
+        )
+    else:
+        history, remembered = await store.context_turns(key, limit=WINDOW), []
+    contexts = ContextBuilder(tokenizer, LIMIT, (), memory.budget_tokens, memory.style)
+    return contexts.build([*((t.role, t.text) for t in history), ("user", probe)], remembered)
 
 
 async def recall_eval(
