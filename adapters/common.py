@@ -1,18 +1,27 @@
-"""What every platform adapter shares: splitting long replies, typing, retries, who to answer."""
+"""What every platform adapter shares: the intake, sending (split, retries, backoff), typing, who to answer.
+
+A platform adapter is a :class:`PlatformAdapter`: it turns platform events into
+:class:`~bot.messages.Incoming` messages and puts them into its :class:`Intake`, and says how to
+answer one (:meth:`PlatformAdapter.deliver_to`, used alike for live and recovered messages) and
+how to show "typing". Everything between is the core's.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import TypeVar
 
+from adapters.intake import Intake
 from bot.config import PlatformConfig
-from bot.core import ChatCore
-from bot.messages import Incoming
-from memory import is_outage
+from bot.core import ChatCore, Deliver
+from bot.messages import Attachment, Incoming, Reply
+from bot.replies import UNSTORABLE
 
 logger = logging.getLogger(__name__)
 
@@ -97,146 +106,62 @@ async def with_retries(
     raise AssertionError("unreachable")
 
 
-Handle = Callable[[int | None], Awaitable[None]]
-Apologise = Callable[[], Awaitable[None]]
-OUTAGE_FIRST = 0.5
-OUTAGE_MAX = 2.0  # the bot answers again within about 2 s of the database's return
+async def send_reply(
+    reply: Reply,
+    *,
+    limit: int,
+    send_text: Callable[[str, bool], Awaitable[object]],
+    send_file: Callable[[Attachment], Awaitable[object]],
+    what: str,
+    retry_after: Callable[[BaseException], float | None],
+) -> None:
+    """Send ``reply``: its attachment (with the text), else its text in parts of at most ``limit``
+    characters, in order (``send_text(part, first)``), each retried as :func:`with_retries` does.
+    Raises the last error when a part cannot be sent: the caller keeps the message pending."""
+    try:
+        if reply.attachment is not None:
+            attachment = reply.attachment
+            await with_retries(lambda: send_file(attachment), what=what, retry_after=retry_after)
+            return
+        for i, part in enumerate(split_reply(reply.text, limit)):
+            await with_retries(functools.partial(send_text, part, i == 0), what=what, retry_after=retry_after)
+    except Exception as exc:
+        logger.error("%s: a reply could not be delivered after retries (%s)", what, exc.__class__.__name__)
+        raise
 
 
-class Intake:
-    """Messages in arrival order: each is written to the inbox, then handled in a task of its own.
+class PlatformAdapter(ABC):
+    """The half of a platform adapter that every platform shares: handling what its intake stored
+    (typing while the core answers) and the apology for a message that cannot be stored."""
 
-    Handling tasks start in arrival order, which keeps each conversation's order (the core takes
-    each message's place in its conversation's line before its first await). The intake never
-    dies: while the database is unavailable it waits with backoff and then stores the message it
-    holds; a message that cannot be stored for a reason of its own is logged by its id, answered
-    with an apology, and passed over.
-    """
+    name: str
+    typing_every: float  # seconds between "typing" indicators (the platform shows one a while)
 
     def __init__(self, core: ChatCore) -> None:
         self.core = core
-        self._queue: asyncio.Queue[tuple[Incoming, Handle, Apologise] | None] = asyncio.Queue()
-        self._consumer: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._closing = asyncio.Event()
+        self.intake = Intake(core, self._handle, self._apologise)
 
-    def start(self) -> None:
-        self._consumer = asyncio.create_task(self._run(), name="intake")
+    @property
+    def username(self) -> str | None:
+        """The bot's @name where commands may name it (``/help@name``)."""
+        return None
 
-    def put(self, incoming: Incoming, handle: Handle, apologise: Apologise) -> None:
-        self._queue.put_nowait((incoming, handle, apologise))
+    @abstractmethod
+    def deliver_to(self, message: Incoming) -> Deliver:
+        """How to send the reply to ``message`` (a live one or one recovered after a crash)."""
 
-    async def accept_then_spawn(self, incoming: Incoming, handle: Handle, apologise: Apologise) -> bool:
-        """Persist ``incoming`` and start handling it. False when shutdown came first (not stored)."""
-        stored = await self._store(incoming)
-        if stored is None:
-            return False
-        new, inbox_id = stored
-        if new:
-            task = asyncio.create_task(self._handled(handle, inbox_id))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        elif new is None:
-            await _best_effort(apologise, incoming)
-        return True
+    @abstractmethod
+    async def show_typing(self, message: Incoming) -> None:
+        """Show "typing" in the conversation of ``message`` once."""
 
-    async def _store(self, incoming: Incoming) -> tuple[bool | None, int | None] | None:
-        """(new, inbox id); new is None for a message that cannot be stored; None when closing."""
-        delay = OUTAGE_FIRST
-        while True:
-            try:
-                result = await self.core.accept(incoming)
-                if incoming.platform in self.core.waiting_for_database:
-                    logger.info("the database is back; the %s intake resumes", incoming.platform)
-                    self.core.waiting_for_database.discard(incoming.platform)
-                return result
-            except Exception as exc:
-                if not is_outage(exc):
-                    logger.error(
-                        "%s message %s cannot be stored (%s); it is answered with an apology and skipped",
-                        incoming.platform,
-                        incoming.message_id,
-                        exc.__class__.__name__,
-                    )
-                    return None, None
-                self.core.waiting_for_database.add(incoming.platform)
-                logger.warning(
-                    "the database is unavailable (%s); the %s intake waits %.1f s and tries again",
-                    _first_line(exc),
-                    incoming.platform,
-                    delay,
-                )
-            if await self._closed_within(delay):
-                return None
-            delay = min(delay * 2, OUTAGE_MAX)
+    async def _handle(self, incoming: Incoming, inbox_id: int | None) -> None:
+        async with typing(lambda: self.show_typing(incoming), self.typing_every):
+            await self.core.handle(
+                incoming, bot_username=self.username, deliver=self.deliver_to(incoming), accepted=inbox_id
+            )
 
-    async def _closed_within(self, seconds: float) -> bool:
-        try:
-            await asyncio.wait_for(self._closing.wait(), seconds)
-        except TimeoutError:
-            return False
-        return True
-
-    async def _handled(self, handle: Handle, inbox_id: int | None) -> None:
-        """Handle a stored message; after a database outage mid-way, wait and handle it again."""
-        delay = OUTAGE_FIRST
-        while True:
-            try:
-                await handle(inbox_id)
-                return
-            except Exception as exc:
-                if not is_outage(exc) or inbox_id is None:
-                    logger.exception(
-                        "handling a message failed; it stays pending and is answered after a restart"
-                    )
-                    return
-                logger.warning("the database went away while answering (%s); retrying", _first_line(exc))
-            if await self._closed_within(delay):
-                return
-            delay = min(delay * 2, OUTAGE_MAX)
-            try:
-                await self.core.discard_attempt(inbox_id)  # what the failed attempt stored
-            except Exception as exc:
-                if not is_outage(exc):
-                    raise
-
-    async def _run(self) -> None:
-        while (item := await self._queue.get()) is not None:
-            incoming, handle, apologise = item
-            try:
-                await self.accept_then_spawn(incoming, handle, apologise)
-            except Exception:
-                logger.exception(
-                    "could not take an incoming %s message %s", incoming.platform, incoming.message_id
-                )
-
-    def close(self) -> None:
-        """Shutdown: stores waiting out a database outage give up (their messages were never stored)."""
-        self._closing.set()
-
-    async def stop(self) -> None:
-        """Store what has arrived, then stop (never cancelled mid-write: that can wedge the driver)."""
-        self.close()
-        if self._consumer is not None:
-            self._queue.put_nowait(None)
-            await asyncio.wait({self._consumer})
-
-
-async def _best_effort(apologise: Apologise, incoming: Incoming) -> None:
-    try:
-        await apologise()
-    except Exception as exc:
-        logger.warning(
-            "could not send the apology for %s message %s (%s)",
-            incoming.platform,
-            incoming.message_id,
-            exc.__class__.__name__,
-        )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{exc.__class__.__name__}: {text[0]}" if text else exc.__class__.__name__
+    async def _apologise(self, incoming: Incoming) -> None:
+        await self.deliver_to(incoming)(Reply(UNSTORABLE))
 
 
 def admitted(config: PlatformConfig, *, user_id: str, chat_id: str) -> bool:

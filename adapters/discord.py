@@ -20,13 +20,12 @@ import aiohttp
 import discord
 from discord import app_commands
 
-from adapters.common import Intake, admitted, split_reply, strip_prefix, typing, with_retries
+from adapters.common import PlatformAdapter, admitted, send_reply, strip_prefix, with_retries
 from bot.commands import COMMANDS
 from bot.config import DiscordConfig
-from bot.core import UNSTORABLE, ChatCore
+from bot.core import ChatCore, Deliver
 from bot.daemon import PlatformRejected, PlatformUnreachable
 from bot.messages import Attachment, Incoming, Reply
-from memory import PendingMessage
 
 logger = logging.getLogger(__name__)
 
@@ -100,11 +99,12 @@ def _file(attachment: Attachment) -> discord.File:
     return discord.File(io.BytesIO(attachment.content), filename=attachment.filename)
 
 
-class DiscordAdapter:
+class DiscordAdapter(PlatformAdapter):
     name = PLATFORM
+    typing_every = TYPING_EVERY
 
     def __init__(self, core: ChatCore, config: DiscordConfig, token: str) -> None:
-        self.core = core
+        super().__init__(core)
         self.config = config
         self._token = token
         intents = discord.Intents.none()
@@ -129,7 +129,6 @@ class DiscordAdapter:
 
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self.intake = Intake(core)
 
     @property
     def connected(self) -> bool:
@@ -233,27 +232,18 @@ class DiscordAdapter:
             return
         incoming = to_incoming(message, me=me, config=self.config)
         if incoming is not None:
-            reference = message.to_reference(fail_if_not_exists=False) if not incoming.is_private else None
-            apologise = functools.partial(self._send, message.channel, Reply(UNSTORABLE), reference=reference)
-            self.intake.put(incoming, functools.partial(self._handle, incoming, message), apologise)
+            self.intake.put(incoming)  # stored in arrival order; the gateway does not wait for it
 
-    async def _handle(self, incoming: Incoming, message: discord.Message, inbox_id: int | None) -> None:
-        channel = message.channel
-        reference = message.to_reference(fail_if_not_exists=False) if not incoming.is_private else None
-        async with typing(channel.typing, TYPING_EVERY):
-            await self.core.handle(
-                incoming,
-                deliver=functools.partial(self._send, channel, reference=reference),
-                accepted=inbox_id,
-            )
+    async def show_typing(self, message: Incoming) -> None:
+        await self.client.get_partial_messageable(int(message.chat_id)).typing()
 
-    def deliver_to(self, pending: PendingMessage) -> Callable[[Reply], Awaitable[None]]:
-        """How to send the reply to a message recovered after a crash."""
-        channel = self.client.get_partial_messageable(int(pending.chat_id))
+    def deliver_to(self, message: Incoming) -> Deliver:
+        """Replies in servers answer the message (a reply reference); in DMs they are plain messages."""
+        channel = self.client.get_partial_messageable(int(message.chat_id))
         reference = None
-        if not pending.is_private:
+        if not message.is_private and message.message_id is not None:
             reference = discord.MessageReference(
-                message_id=int(pending.message_id), channel_id=int(pending.chat_id), fail_if_not_exists=False
+                message_id=int(message.message_id), channel_id=int(message.chat_id), fail_if_not_exists=False
             )
         return functools.partial(self._send, channel, reference=reference)
 
@@ -261,20 +251,18 @@ class DiscordAdapter:
         self, channel: discord.abc.Messageable, reply: Reply, *, reference: discord.MessageReference | None
     ) -> None:
         """Send the parts of a reply in order, the first answering ``reference``; raise on final failure."""
-        attachment = reply.attachment
-        if attachment is not None:
-            await with_retries(
-                lambda: channel.send(reply.text, file=_file(attachment)),
-                what="discord send",
-                retry_after=_retry_after,
-            )
-            return
-        for i, part in enumerate(split_reply(reply.text, LIMIT)):
-            await with_retries(
-                functools.partial(channel.send, part, reference=reference if i == 0 else None),
-                what="discord send",
-                retry_after=_retry_after,
-            )
+
+        def text(part: str, first: bool) -> Awaitable[object]:
+            if first and reference is not None:
+                return channel.send(part, reference=reference)
+            return channel.send(part)
+
+        def file(attachment: Attachment) -> Awaitable[object]:
+            return channel.send(reply.text, file=_file(attachment))
+
+        await send_reply(
+            reply, limit=LIMIT, send_text=text, send_file=file, what="discord send", retry_after=_retry_after
+        )
 
     def _slash_callback(self, name: str) -> Callable[..., Coroutine[Any, Any, None]]:
         if name == "memory":  # the one command with an argument: "forget N", "off" or "on"

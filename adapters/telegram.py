@@ -1,8 +1,8 @@
 """Telegram through python-telegram-bot 22, on the core's event loop (no run_polling).
 
 ``to_incoming`` is the pure mapping from a Telegram message to the core's message type; the
-adapter around it owns the PTB Application's lifecycle (initialize, start, polling, and the
-reverse on stop) and sends replies as plain text.
+adapter around it owns a PTB ``Bot`` (initialize, getUpdates long polling, shutdown) and sends
+replies as plain text.
 """
 
 from __future__ import annotations
@@ -12,22 +12,21 @@ import datetime as dt
 import functools
 import logging
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from contextlib import suppress
 from typing import Any
 
-from telegram import BotCommand, Message, MessageEntity, Update, User
+from telegram import Bot, BotCommand, Message, MessageEntity, Update, User
 from telegram.constants import ChatAction, ChatType
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
-from telegram.ext import Application
+from telegram.request import HTTPXRequest
 
-from adapters.common import Intake, admitted, split_reply, strip_prefix, typing, with_retries
+from adapters.common import PlatformAdapter, admitted, send_reply, strip_prefix
 from bot.commands import COMMANDS
 from bot.config import TelegramConfig
-from bot.core import UNSTORABLE, ChatCore
+from bot.core import ChatCore, Deliver
 from bot.daemon import PlatformRejected, PlatformUnreachable
-from bot.messages import Incoming, Reply
-from memory import PendingMessage
+from bot.messages import Attachment, Incoming, Reply
 
 logger = logging.getLogger(__name__)
 
@@ -147,26 +146,23 @@ def _retry_after(exc: BaseException) -> float | None:
     return None
 
 
-class TelegramAdapter:
-    """Long-polls getUpdates itself (PTB's Application with ``updater(None)``): each batch is written
-    to the inbox before the next call confirms it to Telegram, so a crash loses no message."""
+class TelegramAdapter(PlatformAdapter):
+    """Long-polls getUpdates itself: each update is written to the inbox before the next call
+    confirms it to Telegram, so a crash loses no message."""
 
     name = PLATFORM
+    typing_every = TYPING_EVERY
 
     def __init__(self, core: ChatCore, config: TelegramConfig, token: str) -> None:
-        self.core = core
+        super().__init__(core)
         self.config = config
-        builder = (
-            Application.builder()
-            .token(token)
-            .base_url(config.api_base_url)
-            .base_file_url(config.api_base_file_url)
-            .updater(None)
+        self.bot = Bot(
+            token,
+            base_url=config.api_base_url,
+            base_file_url=config.api_base_file_url,
+            request=HTTPXRequest(connection_pool_size=32, proxy=config.proxy),
+            get_updates_request=HTTPXRequest(connection_pool_size=1, proxy=config.proxy),
         )
-        if config.proxy:
-            builder = builder.proxy(config.proxy).get_updates_proxy(config.proxy)
-        self.app: Application[Any, Any, Any, Any, Any, Any] = builder.build()
-        self.intake = Intake(core)
         self._me: User | None = None
         self._poller: asyncio.Task[None] | None = None
         self._offset: int | None = None
@@ -178,15 +174,19 @@ class TelegramAdapter:
     def connected(self) -> bool:
         return self._poller is not None and not self._poller.done() and self._polling_ok
 
+    @property
+    def username(self) -> str | None:
+        return None if self._me is None else self._me.username
+
     async def start(self) -> None:
         """Log in (getMe), register the commands, and drop a webhook; raises PlatformRejected for a
         token Telegram refuses, PlatformUnreachable when it cannot be reached."""
         try:
-            await self.app.initialize()
-            self._me = self.app.bot.bot
+            await self.bot.initialize()
+            self._me = self.bot.bot
             commands = [BotCommand(name, what) for name, what in COMMANDS.items()]
-            await self.app.bot.set_my_commands(commands)
-            await self.app.bot.delete_webhook()
+            await self.bot.set_my_commands(commands)
+            await self.bot.delete_webhook()
         except InvalidToken:
             raise PlatformRejected(
                 "telegram rejected TELEGRAM_TOKEN (401 Unauthorized): copy the bot's token from @BotFather "
@@ -200,15 +200,16 @@ class TelegramAdapter:
         logger.info("telegram connected as @%s", self._me.username)
 
     async def start_intake(self) -> None:
+        self.intake.start()
         self._polling_ok = True
         self._poller = asyncio.create_task(self._poll(), name="telegram-poll")
 
     async def _poll(self) -> None:
         delay = 1.0
         while not self._stopping:
-            # Only the network call is ever cancelled (by stop_intake); storing a batch runs to its end.
+            # Only the network call is ever cancelled (by stop_intake); storing an update runs to its end.
             self._fetch = asyncio.ensure_future(
-                self.app.bot.get_updates(
+                self.bot.get_updates(
                     offset=self._offset, timeout=POLL_TIMEOUT, allowed_updates=[Update.MESSAGE]
                 )
             )
@@ -235,37 +236,28 @@ class TelegramAdapter:
             self._polling_ok, delay = True, 1.0
             for update in updates:
                 try:
-                    if not await self._take(update):  # stored before the next getUpdates confirms it
-                        return  # shutdown came while the database was away: fetched again next start
+                    incoming = self._incoming(update)
                 except Exception:  # one update must never stop the intake
-                    logger.exception("telegram update %d could not be taken; it is skipped", update.update_id)
+                    logger.exception("telegram update %d could not be read; it is skipped", update.update_id)
+                    incoming = None
+                if incoming is not None and not await self.intake.put(incoming):  # stored before confirmed
+                    return  # shutdown came while the database was away: fetched again next start
                 self._offset = update.update_id + 1
 
-    async def _take(self, update: Update) -> bool:
+    def _incoming(self, update: Update) -> Incoming | None:
         message = update.message
         if message is None or self._me is None:
-            return True
-        incoming = to_incoming(message, me=self._me, config=self.config)
-        if incoming is None:
-            return True
-        reply_to = None if incoming.is_private else message.message_id
-        apologise = functools.partial(self._send, message.chat.id, Reply(UNSTORABLE), reply_to=reply_to)
-        return await self.intake.accept_then_spawn(
-            incoming,
-            functools.partial(self._handle, incoming, message.chat.id, message.message_id),
-            apologise,
-        )
+            return None
+        return to_incoming(message, me=self._me, config=self.config)
 
-    async def _handle(self, incoming: Incoming, chat_id: int, message_id: int, inbox_id: int | None) -> None:
-        assert self._me is not None
-        reply_to = None if incoming.is_private else message_id
-        async with typing(lambda: self.app.bot.send_chat_action(chat_id, ChatAction.TYPING), TYPING_EVERY):
-            await self.core.handle(
-                incoming,
-                bot_username=self._me.username,
-                deliver=functools.partial(self._send, chat_id, reply_to=reply_to),
-                accepted=inbox_id,
-            )
+    async def show_typing(self, message: Incoming) -> None:
+        await self.bot.send_chat_action(int(message.chat_id), ChatAction.TYPING)
+
+    def deliver_to(self, message: Incoming) -> Deliver:
+        """Replies in groups answer the message; in private chats they are plain messages."""
+        assert message.message_id is not None
+        reply_to = None if message.is_private else int(message.message_id)
+        return functools.partial(self._send, int(message.chat_id), reply_to=reply_to)
 
     async def stop_intake(self) -> None:
         """Stop polling; updates not fetched yet stay on Telegram's side for the next start."""
@@ -278,52 +270,30 @@ class TelegramAdapter:
         await asyncio.wait({self._poller})
         self._poller = None
         self._polling_ok = False
+        await self.intake.stop()
         if self._offset is not None:  # confirm what was stored, as a clean stop
             with suppress(Exception):
-                await self.app.bot.get_updates(
-                    offset=self._offset, timeout=0, allowed_updates=[Update.MESSAGE]
-                )
+                await self.bot.get_updates(offset=self._offset, timeout=0, allowed_updates=[Update.MESSAGE])
 
     async def stop(self) -> None:
         await self.stop_intake()
         with suppress(Exception):  # never initialised when the start failed
-            await self.app.shutdown()
-
-    def deliver_to(self, pending: PendingMessage) -> Callable[[Reply], Awaitable[None]]:
-        """How to send the reply to a message recovered after a crash."""
-        reply_to = None if pending.is_private else int(pending.message_id)
-        return functools.partial(self._send, int(pending.chat_id), reply_to=reply_to)
+            await self.bot.shutdown()
 
     async def _send(self, chat_id: int, reply: Reply, *, reply_to: int | None) -> None:
         """Send a reply, retrying rate limits and network errors; raises when it finally fails."""
-        bot = self.app.bot
-        try:
-            if reply.attachment is not None:
-                attachment = reply.attachment
-                await with_retries(
-                    lambda: bot.send_document(
-                        chat_id,
-                        document=attachment.content,
-                        filename=attachment.filename,
-                        caption=reply.text[:1024],
-                    ),
-                    what="telegram sendDocument",
-                    retry_after=_retry_after,
-                )
-                return
-            for i, part in enumerate(split_reply(reply.text, LIMIT)):
-                target = reply_to if i == 0 else None
-                await with_retries(
-                    functools.partial(
-                        bot.send_message,
-                        chat_id,
-                        part,
-                        reply_to_message_id=target,
-                        allow_sending_without_reply=True,
-                    ),
-                    what="telegram sendMessage",
-                    retry_after=_retry_after,
-                )
-        except Exception:
-            logger.error("telegram: could not deliver a reply to chat %s after retries", chat_id)
-            raise
+
+        def text(part: str, first: bool) -> Awaitable[object]:
+            target = reply_to if first else None
+            return self.bot.send_message(
+                chat_id, part, reply_to_message_id=target, allow_sending_without_reply=True
+            )
+
+        def file(attachment: Attachment) -> Awaitable[object]:
+            return self.bot.send_document(
+                chat_id, document=attachment.content, filename=attachment.filename, caption=reply.text[:1024]
+            )
+
+        await send_reply(
+            reply, limit=LIMIT, send_text=text, send_file=file, what="telegram send", retry_after=_retry_after
+        )

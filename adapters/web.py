@@ -12,15 +12,15 @@ import hmac
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
 
 from bot.config import WebConfig
-from bot.core import ChatCore
-from bot.messages import Incoming, Reply
-from memory import ConversationKey, PendingMessage, is_outage
+from bot.core import ChatCore, Deliver
+from bot.messages import Incoming
+from memory import ConversationKey, is_outage
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ def to_incoming(browser_id: str, text: str) -> Incoming:
 
 class WebAdapter:
     name = PLATFORM
+    username = None  # commands on the page never name the bot
 
     def __init__(self, core: Callable[[], ChatCore], config: WebConfig, token: str | None) -> None:
         """``core`` returns the running core (it raises RuntimeError while the bot starts)."""
@@ -79,7 +80,7 @@ class WebAdapter:
     async def stop(self) -> None:
         self._open = False
 
-    def deliver_to(self, pending: PendingMessage) -> Callable[[Reply], Awaitable[None]]:
+    def deliver_to(self, message: Incoming) -> Deliver:
         # Web messages carry no platform id, so they are never in the inbox and never recovered:
         # the reply travels in the HTTP response of the request that asked.
         raise LookupError("web chat replies are returned in their HTTP request and never recovered")

@@ -6,7 +6,7 @@
 Scripted conversations: a fact planted in the first message (8 kinds, 3 phrasings each), then
 real human chit-chat as filler (the chitchat-dataset package, 7,168 conversations, MIT), then a
 probe message asking about the fact at distances of 5, 20, 100 and 500 turns. The model input is
-built as the chat core builds it (bot.core.WINDOW, long-term recall, bot.context.build_context
+built as the chat core builds it (bot.pipeline.WINDOW, long-term recall, bot.context.build_context
 with the default memory settings) on the real Blenderbot 400M-distill tokenizer.
 
 Reported: context recall (the fact's answer is in the model input) per distance and kind;
@@ -38,7 +38,7 @@ from sqlalchemy import text as sql
 from benchmarks.machine import cpu_flags
 from bot.config import MemoryConfig
 from bot.context import Context, ContextBuilder, build_context
-from bot.core import WINDOW
+from bot.pipeline import WINDOW
 from memory import ConversationKey, MemoryStore
 from memory.engine import default_url
 from memory.facts import SINGLE_VALUED, extract
@@ -162,7 +162,7 @@ async def say(store: MemoryStore, key: ConversationKey, role: str, text: str) ->
 async def model_input(
     store: MemoryStore, key: ConversationKey, probe: str, tokenizer: BlenderbotTokenizer, memory: MemoryConfig
 ) -> Context:
-    """The probe's model input, read and built as ChatCore._gather and ChatCore._generate do."""
+    """The probe's model input, read and built as Pipeline._gather and Pipeline._generate do."""
     if memory.enabled and memory.budget_tokens:
         history, remembered = await store.longterm.gather(
             key, probe, window=WINDOW, search=memory.search_older_turns
@@ -298,7 +298,7 @@ async def latency_eval(
     learning: list[float] = []
 
     async def before_generating(message: str, remember: bool) -> float:
-        """What ChatCore does before generating: read (ChatCore._gather) and build the input."""
+        """What ChatCore does before generating: read (Pipeline._gather) and build the input."""
         start = time.perf_counter()
         if remember:
             history, remembered = await store.longterm.gather(key, message, window=WINDOW)

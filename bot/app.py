@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bot.config import Config
+from bot.context import ContextBuilder
 from bot.core import ChatCore
 from bot.metrics import Metrics
 from bot.worker import Generator, ModelWorker
@@ -24,7 +25,14 @@ def load_model(config: Config) -> Generator:
     import model
 
     m = config.model
-    return model.load(m.source, device=m.device, dtype=m.dtype, data_dir=config.data_dir)
+    return model.load(
+        m.source,
+        device=m.device,
+        dtype=m.dtype,
+        data_dir=config.data_dir,
+        generation=m.generation.overrides(),
+        candidates=m.candidates,
+    )
 
 
 class App:
@@ -78,8 +86,6 @@ class App:
                 max_batch=c.worker.max_batch,
                 max_wait=c.worker.max_wait_ms / 1000.0,
                 queue_size=c.worker.queue_size,
-                overrides=c.model.generation.overrides(),
-                candidates=c.model.candidates,
                 on_batch=self.metrics.observe_batch,
             )
             await self._worker.start()
@@ -87,7 +93,8 @@ class App:
             await self._memory.close()
             await self._safety.stop()
             raise
-        self._core = ChatCore(c, self._memory, self._worker, self.metrics, self._safety)
+        contexts = ContextBuilder.for_model(self._worker.model, c.persona, c.memory)
+        self._core = ChatCore(c, self._memory, self._worker, contexts, self.metrics, self._safety)
         worker = self._worker
         self.metrics.queue_depth.set_function(lambda: worker.depth)
         if c.database.retention_days is not None:

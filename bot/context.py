@@ -13,7 +13,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from bot.config import MemoryConfig
 
 # A turn's line that looks like a persona line ("your persona: ...") would pass for the configured
 # persona; its colon is dropped, so it stays what it is, something a person said.
@@ -28,6 +31,16 @@ class ContextTokenizer(Protocol):
         """Ids of text as written: a special token in it (``</s>``) is plain text, never a special id."""
 
     def decode(self, ids: list[int], *, skip_special_tokens: bool = True) -> str: ...
+
+
+class ContextModel(Protocol):
+    """What a context is built for: the model's tokenizer and position limit."""
+
+    @property
+    def tokenizer(self) -> ContextTokenizer: ...
+
+    @property
+    def max_positions(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -151,6 +164,11 @@ class ContextBuilder:
     persona: Sequence[str] = ()
     memory_tokens: int = 0
     memory_style: str = "turns"
+
+    @classmethod
+    def for_model(cls, model: ContextModel, persona: Sequence[str], memory: MemoryConfig) -> ContextBuilder:
+        """The builder for a loaded model, with the config's persona and memory settings."""
+        return cls(model.tokenizer, model.max_positions, persona, memory.budget_tokens, memory.style)
 
     def build(self, history: Sequence[tuple[str, str]], remembered: Sequence[Recollection] = ()) -> Context:
         return build_context(

@@ -27,10 +27,9 @@ from aiohttp import web
 
 from bot.app import App
 from bot.config import ConfigError
-from bot.core import ChatCore
+from bot.core import ChatCore, Deliver
 from bot.httpserver import HttpServer
-from bot.messages import Reply
-from memory import PendingMessage
+from bot.messages import Incoming
 
 logger = logging.getLogger(__name__)
 
@@ -52,10 +51,17 @@ class PlatformUnreachable(PlatformError):
 
 
 class Adapter(Protocol):
+    """A platform's connection, in message terms: it produces :class:`~bot.messages.Incoming`
+    messages for the core and knows how to answer one."""
+
     name: str
 
     @property
     def connected(self) -> bool: ...
+
+    @property
+    def username(self) -> str | None:
+        """The bot's name where commands may name it (``/help@name``), once connected."""
 
     async def start(self) -> None:
         """Connect (raises PlatformRejected or PlatformUnreachable, having cleaned up after itself)."""
@@ -63,8 +69,8 @@ class Adapter(Protocol):
     async def start_intake(self) -> None:
         """Start taking messages (after recovery has taken its place in each conversation's line)."""
 
-    def deliver_to(self, pending: PendingMessage) -> Callable[[Reply], Awaitable[None]]:
-        """How to send the reply to a message recovered after a crash."""
+    def deliver_to(self, message: Incoming) -> Deliver:
+        """How to send the reply to ``message`` (live, or recovered after a crash)."""
 
     async def stop_intake(self) -> None:
         """Stop fetching new messages (replies in flight may still be sent)."""
@@ -180,7 +186,10 @@ class Daemon:
         try:
             self._recovery.append(
                 await self.app.core.begin_recovery(
-                    adapter.name, adapter.deliver_to, missed_after=self.config.recovery.missed_after_seconds
+                    adapter.name,
+                    adapter.deliver_to,
+                    missed_after=self.config.recovery.missed_after_seconds,
+                    bot_username=adapter.username,
                 )
             )
         except Exception:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot.context import ContextTokenizer
-from model import GenerationSettings, Hypothesis
+from model import Hypothesis
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +49,10 @@ class Generator(Protocol):
     def tokenizer(self) -> ContextTokenizer: ...
 
     @property
-    def default_settings(self) -> GenerationSettings: ...
-
-    @property
     def max_positions(self) -> int: ...
 
-    def generate(
-        self, inputs: Sequence[Sequence[int]], settings: GenerationSettings | None = None
-    ) -> list[list[Hypothesis]]: ...
+    def generate(self, inputs: Sequence[Sequence[int]]) -> list[list[Hypothesis]]:
+        """Hypotheses per input, best first, searched as the model was configured to at load."""
 
 
 class Slot:
@@ -164,16 +160,12 @@ class ModelWorker:
         max_batch: int = 8,
         max_wait: float = 0.015,
         queue_size: int = 64,
-        overrides: dict[str, object] | None = None,
-        candidates: int = 1,
         on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
         self._load = load
         self.max_batch = max_batch
         self.max_wait = max_wait
         self.queue_size = queue_size
-        self._overrides = dict(overrides or {})
-        self._candidates = candidates
         self._on_batch = on_batch
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._places = _Places(queue_size)
@@ -181,7 +173,6 @@ class ModelWorker:
         self._thread: threading.Thread | None = None
         self._finished: asyncio.Future[None] | None = None
         self._model: Generator | None = None
-        self.settings: GenerationSettings | None = None
         self.stats = WorkerStats()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -277,7 +268,6 @@ class ModelWorker:
     def _serve(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[None]) -> None:
         try:
             self._model = self._load()
-            self.settings = self._settings(self._model)
         except BaseException as exc:  # reported to start(), which raises it in the loop
             loop.call_soon_threadsafe(_set_ready, ready, exc)
             return
@@ -290,17 +280,6 @@ class ModelWorker:
             self._generate(batch)
             if stop:
                 return
-
-    def _settings(self, generator: Generator) -> GenerationSettings:
-        settings = generator.default_settings.with_overrides(**self._overrides)
-        if settings.num_beams > 1:
-            keep = min(self._candidates, settings.num_beams)
-        else:
-            keep = self._candidates if settings.do_sample else 1
-        settings = settings.with_overrides(num_return=keep)
-        if settings.max_length > generator.max_positions:
-            settings = settings.with_overrides(max_length=generator.max_positions)
-        return settings
 
     def _collect(self, first: _Request) -> tuple[list[_Request], bool]:
         batch = [first]
@@ -326,12 +305,10 @@ class ModelWorker:
         live = [r for r in batch if not r.future.done()]
         if not live:
             return
-        assert self._model is not None and self.settings is not None
+        assert self._model is not None
         started = time.perf_counter()
         try:
-            results: list[list[Hypothesis]] | None = self._model.generate(
-                [r.ids for r in live], self.settings
-            )
+            results: list[list[Hypothesis]] | None = self._model.generate([r.ids for r in live])
             error: BaseException | None = None
         except Exception as exc:
             logger.exception("generation failed for a batch of %d", len(live))

@@ -11,7 +11,9 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "torch")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import keras
 
@@ -56,7 +58,12 @@ def load(
     dtype: str = "float32",
     data_dir: str | Path = "data",
     download: bool = True,
+    generation: Mapping[str, Any] | None = None,
+    candidates: int = 1,
 ) -> Blenderbot:
-    """Load a checkpoint folder, or a hub id (downloaded into ``data_dir/models`` when missing)."""
+    """Load a checkpoint folder, or a hub id (downloaded into ``data_dir/models`` when missing).
+
+    ``generation`` and ``candidates`` set how :meth:`Blenderbot.generate` searches by default.
+    """
     folder = resolve(str(source), Path(data_dir), download=download)
-    return Blenderbot(folder, device=device, dtype=dtype)
+    return Blenderbot(folder, device=device, dtype=dtype, generation=generation, candidates=candidates)

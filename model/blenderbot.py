@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -63,7 +64,11 @@ class Blenderbot:
         *,
         device: str = "auto",
         dtype: str = "float32",
+        generation: Mapping[str, Any] | None = None,
+        candidates: int = 1,
     ) -> None:
+        """``generation`` overrides the checkpoint's generation defaults for :meth:`generate`, which
+        returns up to ``candidates`` hypotheses per input (:meth:`GenerationSettings.for_replies`)."""
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         self.folder = folder
@@ -77,6 +82,7 @@ class Blenderbot:
         self.config = BlenderbotConfig.from_folder(folder)
         self.tokenizer = BlenderbotTokenizer.from_folder(folder, self.config)
         self.default_settings = GenerationSettings.from_checkpoint(folder)
+        self.reply_settings = self.default_settings.for_replies(generation or {}, candidates)
         with keras.device(self.device):
             keras_dtype = "float32" if dtype == "int8" else dtype
             self.backbone = BlenderbotBackbone(self.config, dtype=keras_dtype, name="blenderbot")
@@ -128,8 +134,9 @@ class Blenderbot:
         *,
         use_cache: bool = True,
     ) -> list[list[Hypothesis]]:
-        """For each input id list, its hypotheses best first (``settings.num_return`` of them)."""
-        settings = settings or self.default_settings
+        """For each input id list, its hypotheses best first (``settings.num_return`` of them);
+        ``settings`` default to :attr:`reply_settings`. Lengths are capped at the position limit."""
+        settings = settings or self.reply_settings
         rows = [list(x) for x in inputs]
         if not rows:
             return []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,17 @@ class GenerationSettings:
 
     def with_overrides(self, **overrides: Any) -> GenerationSettings:
         return replace(self, **overrides)
+
+    def for_replies(self, overrides: Mapping[str, Any], candidates: int) -> GenerationSettings:
+        """The settings a chat reply is generated with: these (a checkpoint's defaults) with the
+        config's ``overrides``, returning up to ``candidates`` hypotheses for safety to choose from
+        where the search makes several (beam search: at most ``num_beams``; greedy: one)."""
+        settings = self.with_overrides(**overrides)
+        if settings.num_beams > 1:
+            keep = min(candidates, settings.num_beams)
+        else:
+            keep = candidates if settings.do_sample else 1
+        return settings.with_overrides(num_return=keep)
 
     @classmethod
     def from_checkpoint(cls, folder: Path) -> GenerationSettings:

@@ -10,7 +10,7 @@ from typing import Any
 
 from bot.config import Config, parse_config
 from bot.worker import Generator
-from model import GenerationSettings, Hypothesis
+from model import Hypothesis
 
 
 def tiny_raw(data_dir: Path, checkpoint: Path, **sections: Any) -> dict[str, Any]:
@@ -44,7 +44,6 @@ class CountingModel:
     def __init__(self, inner: Generator, *, delay: float = 0.0) -> None:
         self.inner = inner
         self.tokenizer = inner.tokenizer
-        self.default_settings = inner.default_settings
         self.delay = delay
         self.calls: list[int] = []
         self.thread_ids: set[int] = set()
@@ -53,14 +52,12 @@ class CountingModel:
     def max_positions(self) -> int:
         return self.inner.max_positions
 
-    def generate(
-        self, inputs: Sequence[Sequence[int]], settings: GenerationSettings | None = None
-    ) -> list[list[Hypothesis]]:
+    def generate(self, inputs: Sequence[Sequence[int]]) -> list[list[Hypothesis]]:
         self.calls.append(len(inputs))
         self.thread_ids.add(threading.get_ident())
         if self.delay:
             time.sleep(self.delay)
-        return self.inner.generate(inputs, settings)
+        return self.inner.generate(inputs)
 
 
 class ScriptedModel(CountingModel):
@@ -71,12 +68,10 @@ class ScriptedModel(CountingModel):
         self.texts = texts
         self.inputs: list[list[int]] = []
 
-    def generate(
-        self, inputs: Sequence[Sequence[int]], settings: GenerationSettings | None = None
-    ) -> list[list[Hypothesis]]:
+    def generate(self, inputs: Sequence[Sequence[int]]) -> list[list[Hypothesis]]:
         self.inputs.extend(list(x) for x in inputs)
         texts = list(self.texts)  # as they are when the request arrives
-        real = super().generate(inputs, settings)
+        real = super().generate(inputs)
         return [
             [Hypothesis(tokens=hs[0].tokens, text=t, score=-float(i)) for i, t in enumerate(texts)]
             for hs in real

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.core import BUSY, SLOW_DOWN
+from bot.replies import BUSY, SLOW_DOWN
 from tests.cli import (
     closed_port,
     health,

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 import model
-from bot import core as core_module
+from bot import replies
 from bot.app import App
+from bot.context import ContextBuilder
 from bot.core import ChatCore
 from bot.messages import Incoming
 from bot.worker import ModelWorker
@@ -45,7 +46,10 @@ async def make_harness(tmp_path: Path, blenderbot_dir: Path) -> AsyncIterator[Ca
         holder: dict[str, CountingModel] = {}
 
         def load() -> CountingModel:
-            holder["m"] = CountingModel(model.load(blenderbot_dir, device="cpu"), delay=delay)
+            overrides = config.model.generation.overrides()
+            holder["m"] = CountingModel(
+                model.load(blenderbot_dir, device="cpu", generation=overrides), delay=delay
+            )
             return holder["m"]
 
         w = config.worker
@@ -54,10 +58,10 @@ async def make_harness(tmp_path: Path, blenderbot_dir: Path) -> AsyncIterator[Ca
             max_batch=w.max_batch,
             max_wait=w.max_wait_ms / 1000,
             queue_size=w.queue_size,
-            overrides=config.model.generation.overrides(),
         )
         await worker.start()
-        harness = Harness(ChatCore(config, memory, worker), holder["m"], memory, worker)
+        contexts = ContextBuilder.for_model(worker.model, config.persona, config.memory)
+        harness = Harness(ChatCore(config, memory, worker, contexts), holder["m"], memory, worker)
         started.append(harness)
         return harness
 
@@ -102,7 +106,7 @@ async def test_event_loop_stays_responsive_during_generation(
     h = await make_harness(
         model={"source": str(heavy), "generation": {"num_beams": 4, "max_length": 40, "min_length": 40}}
     )
-    h.model.inner = model.load(heavy, device="cpu")
+    h.model.inner = model.load(heavy, device="cpu", generation=h.core.config.model.generation.overrides())
     lags: list[float] = []
     stop = asyncio.Event()
 
@@ -127,23 +131,23 @@ async def test_full_queue_answers_busy_at_once(make_harness: Callable[..., Any])
     slow = [asyncio.create_task(h.say(f"first {i}", chat=f"c{i}", user=f"u{i}")) for i in range(2)]
     await asyncio.sleep(0.05)
     started = time.perf_counter()
-    assert await h.say("one more", chat="late", user="late") == core_module.BUSY
+    assert await h.say("one more", chat="late", user="late") == replies.BUSY
     assert time.perf_counter() - started < 0.1
     await asyncio.gather(*slow)
 
 
 async def test_rate_limit_answers_politely(make_harness: Callable[..., Any]) -> None:
     h = await make_harness(rate_limit={"messages": 2, "per_seconds": 60})
-    assert await h.say("one") != core_module.SLOW_DOWN
-    assert await h.say("two") != core_module.SLOW_DOWN
-    assert await h.say("three") == core_module.SLOW_DOWN
-    assert await h.say("other person", user="v") != core_module.SLOW_DOWN
+    assert await h.say("one") != replies.SLOW_DOWN
+    assert await h.say("two") != replies.SLOW_DOWN
+    assert await h.say("three") == replies.SLOW_DOWN
+    assert await h.say("other person", user="v") != replies.SLOW_DOWN
 
 
 async def test_slow_generation_gets_an_apology(make_harness: Callable[..., Any]) -> None:
     h = await make_harness(delay=1.0, model={"timeout_seconds": 0.2})
     started = time.perf_counter()
-    assert await h.say("hello?") == core_module.TIMEOUT
+    assert await h.say("hello?") == replies.TIMEOUT
     assert time.perf_counter() - started < 0.9
 
 
@@ -170,9 +174,9 @@ async def test_commands(make_harness: Callable[..., Any]) -> None:
 
 async def test_non_text_and_empty_messages(make_harness: Callable[..., Any]) -> None:
     h = await make_harness()
-    assert await h.say(None) == core_module.TEXT_ONLY
-    assert await h.say("   \n\t ") == core_module.EMPTY
-    assert await h.say("\x00\x00") == core_module.EMPTY
+    assert await h.say(None) == replies.TEXT_ONLY
+    assert await h.say("   \n\t ") == replies.EMPTY
+    assert await h.say("\x00\x00") == replies.EMPTY
     assert await h.say("\ud800 lone surrogate")
     assert h.model.calls == [1]
 

@@ -13,9 +13,9 @@ import yarl
 from discord.gateway import DiscordWebSocket
 
 from adapters.discord import DiscordAdapter
-from bot import core as core_module
+from bot import replies as says
 from bot.app import App
-from bot.messages import Reply
+from bot.messages import Incoming, Reply
 from tests.fakes.discord_api import BOT_ID, CHANNEL_ID, DM_CHANNEL_ID, THREAD_ID, FakeDiscord, user
 from tests.helpers import tiny_config
 
@@ -129,7 +129,7 @@ async def test_non_text_gets_a_polite_reply(dc: Setup) -> None:
         "proxy_url": "http://x",
     }
     await dc.fake.send_message(ALICE, "", channel_id=DM_CHANNEL_ID, guild=False, attachments=[attachment])
-    assert await replies(dc.fake, DM_CHANNEL_ID) == [core_module.TEXT_ONLY]
+    assert await replies(dc.fake, DM_CHANNEL_ID) == [says.TEXT_ONLY]
 
 
 async def test_text_commands_in_dms(dc: Setup) -> None:
@@ -256,10 +256,7 @@ def test_enabled_platform_without_token_is_a_clear_error(
 async def test_hostile_mentions_never_ping(dc: Setup) -> None:
     await dc.fake.send_message(ALICE, "@everyone @here <@&123> hi", channel_id=DM_CHANNEL_ID, guild=False)
     await replies(dc.fake, DM_CHANNEL_ID)
-    await dc.adapter._send(
-        dc.adapter.client.get_partial_messageable(DM_CHANNEL_ID),
-        Reply("@everyone <@&123> look!"),
-        reference=None,
-    )
+    dm = Incoming("discord", str(DM_CHANNEL_ID), "11", "hi", message_id="1", is_private=True)
+    await dc.adapter.deliver_to(dm)(Reply("@everyone <@&123> look!"))
     sent = dc.fake.posted(messages_path(DM_CHANNEL_ID))
     assert len(sent) == 2 and all((c.json or {}).get("allowed_mentions") == {"parse": []} for c in sent)

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from bot import core as core_module
+from bot import replies
 from bot.app import App
 from bot.core import ChatCore
 from bot.messages import Incoming, Reply
-from memory import ConversationKey, PendingMessage
+from memory import ConversationKey
 from memory.schema import InboxMessage
 from tests.helpers import tiny_config
 
@@ -59,13 +59,14 @@ async def test_a_failed_delivery_stays_pending_and_is_recovered_exactly_once(app
     [pending] = await core.memory.pending("telegram")
     assert (pending.message_id, pending.text) == ("7", "are you there?")
     out = Outbox()
-    delivered_to: list[PendingMessage] = []
+    delivered_to: list[Incoming] = []
 
-    def deliver_to(row: PendingMessage) -> Outbox:
-        delivered_to.append(row)
+    def deliver_to(recovered: Incoming) -> Outbox:
+        delivered_to.append(recovered)
         return out
 
     assert await core.recover("telegram", deliver_to, missed_after=3600) == 1
+    assert delivered_to == [message("are you there?", "7")]  # the adapter is told which message, as it came
     assert len(out.sent) == 1 and out.sent[0].text
     assert await core.recover("telegram", deliver_to, missed_after=3600) == 0
     assert await core.memory.pending("telegram") == []
@@ -84,7 +85,7 @@ async def test_an_old_unanswered_message_gets_a_missed_note(app: App) -> None:
     out = Outbox()
     assert await core.recover("telegram", lambda row: out, missed_after=3600) == 1
     [note] = out.sent
-    assert note.text.startswith(core_module.MISSED.split("{when}")[0])
+    assert note.text.startswith(replies.MISSED.split("{when}")[0])
     assert app.worker.stats.requests == 1  # only the attempt that crashed reached the model
 
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot import core as core_module
 from bot import messages as messages_module
+from bot import replies
 from bot.app import App
 from bot.messages import Incoming
 from memory import ConversationKey
@@ -76,7 +76,7 @@ def check(loop: asyncio.AbstractEventLoop, app: App, text: str, user: str) -> No
         assert reply.strip(), repr(text[:50])
     # Whatever was stored must not break the next context.
     follow_up = exchange(loop, app, "and how are you?", user)
-    assert follow_up and follow_up != core_module.FAILED
+    assert follow_up and follow_up != replies.FAILED
     turns = loop.run_until_complete(
         app.core.memory.context_turns(ConversationKey("discord", "hostile", user))
     )

@@ -15,6 +15,7 @@ import yaml
 
 import model
 from bot.app import App
+from bot.context import ContextBuilder
 from bot.core import ChatCore
 from bot.messages import Incoming
 from bot.worker import ModelWorker
@@ -182,12 +183,14 @@ async def safe_core(
 ) -> AsyncIterator[tuple[ChatCore, ScriptedModel]]:
     config = tiny_config(tmp_path / "data", blenderbot_dir, safety=safety_section(detoxify_files))
     memory = await MemoryStore.open(default_url(config.data_dir))
-    scripted = ScriptedModel(model.load(blenderbot_dir, device="cpu"), [CLEAN[0]])
-    worker = ModelWorker(lambda: scripted, overrides=config.model.generation.overrides())
+    overrides = config.model.generation.overrides()
+    scripted = ScriptedModel(model.load(blenderbot_dir, device="cpu", generation=overrides), [CLEAN[0]])
+    worker = ModelWorker(lambda: scripted)
     await worker.start()
     safety = SafetyChecker.from_config(config.safety, config.data_dir)
     await safety.start()
-    yield ChatCore(config, memory, worker, safety=safety), scripted
+    contexts = ContextBuilder.for_model(worker.model, config.persona, config.memory)
+    yield ChatCore(config, memory, worker, contexts, safety=safety), scripted
     await worker.stop()
     await safety.stop()
     await memory.close()

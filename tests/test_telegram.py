@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from adapters.telegram import TelegramAdapter
-from bot import core as core_module
+from bot import replies
 from bot.app import App
-from bot.messages import Reply
+from bot.messages import Incoming, Reply
 from tests.fakes.telegram_api import FakeTelegram
 from tests.helpers import tiny_config
 
@@ -121,7 +121,7 @@ async def test_bots_blocked_users_and_edits_are_ignored(tg: Setup) -> None:
 async def test_non_text_gets_a_polite_reply(tg: Setup) -> None:
     chat = tg.fake.chat(9)
     tg.fake.send(chat, 9, None, photo=[{"file_id": "p", "file_unique_id": "p", "width": 1, "height": 1}])
-    assert await reply_to(tg.fake, 9) == [core_module.TEXT_ONLY]
+    assert await reply_to(tg.fake, 9) == [replies.TEXT_ONLY]
 
 
 async def test_commands_and_export_file(tg: Setup) -> None:
@@ -149,7 +149,7 @@ async def test_long_reply_is_split_in_order_at_word_boundaries(tg: Setup) -> Non
     sentences = [f"Sentence number {i} says something moderately long about the weather." for i in range(150)]
     text = " ".join(sentences)
     assert len(text) > 2 * 4096
-    await tg.adapter._send(12, Reply(text), reply_to=None)
+    await tg.adapter.deliver_to(Incoming("telegram", "12", "12", "hi", message_id="1"))(Reply(text))
     parts = [str(c.params["text"]) for c in tg.fake.sent("sendMessage", 12)]
     assert len(parts) == 3 and all(len(p) <= 4096 for p in parts)
     assert " ".join(parts) == text
