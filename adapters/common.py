@@ -18,10 +18,10 @@ from contextlib import asynccontextmanager, suppress
 from typing import TypeVar
 
 from adapters.intake import Intake
-from bot.config import PlatformConfig
 from bot.core import ChatCore, Deliver
 from bot.messages import Attachment, Incoming, Reply
 from bot.replies import UNSTORABLE
+from bot.sections import PlatformConfig
 
 logger = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ from discord import app_commands
 
 from adapters.common import PlatformAdapter, admitted, send_reply, strip_prefix, with_retries
 from bot.commands import COMMANDS
-from bot.config import DiscordConfig
 from bot.core import ChatCore, Deliver
 from bot.daemon import PlatformRejected, PlatformUnreachable
 from bot.messages import Attachment, Incoming, Reply
+from bot.sections import DiscordConfig
 
 logger = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from telegram.request import HTTPXRequest
 
 from adapters.common import PlatformAdapter, admitted, send_reply, strip_prefix
 from bot.commands import COMMANDS
-from bot.config import TelegramConfig
 from bot.core import ChatCore, Deliver
 from bot.daemon import PlatformRejected, PlatformUnreachable
 from bot.messages import Attachment, Incoming, Reply
+from bot.sections import TelegramConfig
 
 logger = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bot.config import WebConfig
 from bot.core import ChatCore, Deliver
 from bot.messages import Incoming
+from bot.sections import WebConfig
 from memory import ConversationKey, is_outage
 
 logger = logging.getLogger(__name__)

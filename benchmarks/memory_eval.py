@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "torch")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import chitchat_dataset
@@ -36,9 +34,9 @@ from sqlalchemy import insert, select
 from sqlalchemy import text as sql
 
 from benchmarks.machine import cpu_flags
-from bot.config import MemoryConfig
 from bot.context import Context, ContextBuilder, build_context
 from bot.pipeline import WINDOW
+from bot.sections import MemoryConfig
 from memory import ConversationKey, MemoryStore
 from memory.engine import default_url
 from memory.facts import SINGLE_VALUED, extract

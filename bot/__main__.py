@@ -12,15 +12,14 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "torch")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from bot.config import CONFIG_VARIABLE, Config, ConfigError, is_hub_id, load_config
+from bot.config import CONFIG_VARIABLE, Config, ConfigError, load_config
 from bot.logs import setup_logging
+from bot.user_errors import user_error
 
 logger = logging.getLogger("bot")
 
@@ -265,52 +264,6 @@ def _exit_now_if_the_model_is_busy(code: int) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
-
-
-def user_error(exc: BaseException, config: Config) -> str | None:
-    """The one line for a problem of the environment or the input; None for a bug."""
-    for kind, fix in _user_errors():
-        if isinstance(exc, kind):
-            return f"{exc}{fix(exc, config)}"
-    return None
-
-
-def _no_fix(exc: BaseException, config: Config) -> str:
-    return ""
-
-
-def _checkpoint_fix(exc: BaseException, config: Config) -> str:
-    if is_hub_id(config.model.source):
-        return (
-            " (the downloaded copy is damaged: delete it from data_dir/models and run "
-            "`python -m bot download`)"
-        )
-    return f" (model.source {config.model.source} is your own folder: replace it with a complete checkpoint)"
-
-
-def _os_fix(exc: BaseException, config: Config) -> str:
-    return f" (check that data_dir {config.data_dir} is a writable folder with free space)"
-
-
-def _user_errors() -> list[tuple[type[BaseException], Callable[[BaseException, Config], str]]]:
-    """Error types that are the environment's or the input's, by the module that defines them.
-
-    Only modules already imported are asked: a config error must not import keras or torch.
-    """
-    kinds: list[tuple[type[BaseException], Callable[[BaseException, Config], str]]] = [(ConfigError, _no_fix)]
-    model = sys.modules.get("model")
-    if model is not None:
-        kinds += [(model.CheckpointError, _checkpoint_fix), (model.ModelError, _no_fix)]
-    for module, name in (
-        ("memory", "MemoryStoreError"),
-        ("safety", "SafetyError"),
-        ("bot.daemon", "PlatformError"),
-    ):
-        loaded = sys.modules.get(module)
-        if loaded is not None:
-            kinds.append((getattr(loaded, name), _no_fix))
-    kinds.append((OSError, _os_fix))
-    return kinds
 
 
 if __name__ == "__main__":

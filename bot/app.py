@@ -11,6 +11,7 @@ from bot.config import Config
 from bot.context import ContextBuilder
 from bot.core import ChatCore
 from bot.metrics import Metrics
+from bot.pipeline import Pipeline
 from bot.worker import Generator, ModelWorker
 from memory import MemoryStore
 from safety import SafetyChecker
@@ -94,7 +95,10 @@ class App:
             await self._safety.stop()
             raise
         contexts = ContextBuilder.for_model(self._worker.model, c.persona, c.memory)
-        self._core = ChatCore(c, self._memory, self._worker, contexts, self.metrics, self._safety)
+        pipeline = Pipeline(
+            c, self._memory, self._worker, contexts, metrics=self.metrics, safety=self._safety
+        )
+        self._core = ChatCore(pipeline)
         worker = self._worker
         self.metrics.queue_depth.set_function(lambda: worker.depth)
         if c.database.retention_days is not None:

@@ -7,8 +7,8 @@ import logging
 import re
 from dataclasses import dataclass
 
-from bot.config import MemoryConfig
 from bot.messages import Attachment, Reply
+from bot.sections import MemoryConfig
 from memory import ConversationKey, MemoryStore
 
 logger = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from bot.config import MemoryConfig
+    from bot.sections import MemoryConfig
 
 # A turn's line that looks like a persona line ("your persona: ...") would pass for the configured
 # persona; its colon is dropped, so it stays what it is, something a person said.

@@ -18,17 +18,15 @@ from dataclasses import dataclass
 
 from bot import replies
 from bot.commands import Command, parse_command
-from bot.config import Config
-from bot.context import ContextBuilder
 from bot.inbox import Inbox, Outcome, Unanswered, key_of
 from bot.messages import Incoming, Reply
 from bot.metrics import Metrics
 from bot.ordering import ConversationOrder, Place
 from bot.pipeline import Pipeline
 from bot.ratelimit import RateLimiter
-from bot.worker import Busy, ModelWorker, Slot, WorkerStopped
+from bot.slots import Slot
+from bot.worker import Busy, ModelWorker, WorkerStopped
 from memory import ConversationKey, MemoryStore, StoredTurn
-from safety import SafetyChecker
 
 logger = logging.getLogger(__name__)
 
@@ -60,22 +58,15 @@ def _job(message: Incoming, bot_username: str | None) -> _Job | None:
 
 
 class ChatCore:
-    def __init__(
-        self,
-        config: Config,
-        memory: MemoryStore,
-        worker: ModelWorker,
-        contexts: ContextBuilder,
-        metrics: Metrics | None = None,
-        safety: SafetyChecker | None = None,
-    ) -> None:
-        """``contexts`` builds the model inputs (:meth:`bot.context.ContextBuilder.for_model`)."""
+    def __init__(self, pipeline: Pipeline) -> None:
+        """The core around ``pipeline``, on its config, database, model worker and metrics."""
+        config = pipeline.config
+        self.pipeline = pipeline
         self.config = config
-        self.memory = memory
-        self.worker = worker
-        self.metrics = metrics or Metrics()
-        self.inbox = Inbox(memory)
-        self.pipeline = Pipeline(config, memory, worker, contexts, self.metrics, safety)
+        self.memory: MemoryStore = pipeline.memory
+        self.worker: ModelWorker = pipeline.worker
+        self.metrics: Metrics = pipeline.metrics
+        self.inbox = Inbox(self.memory)
         self.limiter = RateLimiter(config.rate_limit.messages, config.rate_limit.per_seconds)
         self._order = ConversationOrder()
         self.waiting_for_database: set[str] = set()  # intakes paused by a database outage

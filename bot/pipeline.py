@@ -34,14 +34,17 @@ class Pipeline:
         memory: MemoryStore,
         worker: ModelWorker,
         contexts: ContextBuilder,
-        metrics: Metrics,
-        safety: SafetyChecker | None,
+        *,
+        metrics: Metrics | None = None,
+        safety: SafetyChecker | None = None,
     ) -> None:
+        """``contexts`` builds the model inputs (:meth:`bot.context.ContextBuilder.for_model`);
+        without ``safety`` nothing is checked (tests of other parts)."""
         self.config = config
         self.memory = memory
         self.worker = worker
         self.contexts = contexts
-        self.metrics = metrics
+        self.metrics = metrics or Metrics()
         self.safety = safety
         self.commands = CommandRunner(memory, config.memory)
 

@@ -13,7 +13,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from bot.config import PLATFORM_TOKENS, Config, ConfigError, is_hub_id, secret
+from bot.config import PLATFORM_TOKENS, Config, ConfigError, secret
+from bot.sections import is_hub_id
 
 EXIT_PROBLEM = 2
 _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")

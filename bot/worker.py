@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot.context import ContextTokenizer
+from bot.slots import Places, Slot
 from model import Hypothesis
 
 logger = logging.getLogger(__name__)
@@ -53,80 +54,6 @@ class Generator(Protocol):
 
     def generate(self, inputs: Sequence[Sequence[int]]) -> list[list[Hypothesis]]:
         """Hypotheses per input, best first, searched as the model was configured to at load."""
-
-
-class Slot:
-    """One place in the worker's queue, held while a request is prepared, generated and answered.
-
-    ``async with slot:`` gives the place back when the block ends, however it ends; giving it back
-    twice is harmless. Places are handed to waiters (:meth:`ModelWorker.wait_for_slot`) in order.
-    """
-
-    def __init__(self, places: _Places) -> None:
-        self._places: _Places | None = places
-
-    def release(self) -> None:
-        if self._places is not None:
-            self._places.give_back()
-            self._places = None
-
-    async def __aenter__(self) -> Slot:
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        self.release()
-
-
-class _Places:
-    """A counted set of places: taken at once (or refused), or waited for in order, on the event
-    loop; :attr:`taken` may be read from the model thread (under a lock)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._taken = 0
-        self._lock = threading.Lock()
-        self._waiters: deque[asyncio.Future[None]] = deque()
-
-    @property
-    def taken(self) -> int:
-        with self._lock:
-            return self._taken
-
-    def take_now(self) -> bool:
-        with self._lock:
-            if self._taken >= self.size or self._waiters:
-                return False
-            self._taken += 1
-            return True
-
-    async def take(self) -> None:
-        if self.take_now():
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            await waiter  # give_back hands its place to the first waiter
-        except BaseException:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self.give_back()  # handed over just as this waiter was cancelled: pass it on
-            elif waiter in self._waiters:
-                self._waiters.remove(waiter)
-            raise
-
-    def give_back(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)  # the place passes on: taken stays the same
-                return
-        with self._lock:
-            self._taken = max(0, self._taken - 1)
-
-    def fail_waiters(self, error: BaseException) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(error)
 
 
 @dataclass
@@ -168,7 +95,7 @@ class ModelWorker:
         self.queue_size = queue_size
         self._on_batch = on_batch
         self._queue: queue.Queue[_Request | None] = queue.Queue()
-        self._places = _Places(queue_size)
+        self._places = Places(queue_size)
         self._accepting = False
         self._thread: threading.Thread | None = None
         self._finished: asyncio.Future[None] | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from memory.engine import MemoryStoreError, is_outage
-from memory.store import ConversationKey, MemoryStore, PendingMessage, StoredTurn
+from memory.inbox_rows import PendingMessage
+from memory.store import ConversationKey, MemoryStore, StoredTurn
 
 __all__ = ["ConversationKey", "MemoryStore", "MemoryStoreError", "PendingMessage", "StoredTurn", "is_outage"]

@@ -13,6 +13,7 @@ import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
@@ -191,3 +192,7 @@ async def connect(url: str, *, migrate: bool) -> AsyncEngine:
             f"cannot open the database {shown(parsed)}: {exc.__class__.__name__}: {reason} ({fix})"
         ) from None
     return engine
+
+
+def aware(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment  # SQLite returns naive UTC

@@ -23,8 +23,9 @@ from sqlalchemy import DateTime, Integer, Text, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import TypeEngine
 
+from memory.engine import aware
 from memory.recall import FoundTurn, StoredFact
-from memory.store import ConversationKey, StoredTurn, aware, recent_turns
+from memory.store import ConversationKey, StoredTurn, recent_turns
 
 SCAN = 64  # the newest matches taken, before the window and the flags are applied
 FOUND = 8  # found older turns kept, newest first

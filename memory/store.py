@@ -1,4 +1,5 @@
-"""The conversation store: conversations, turns, the inbox, and what a person may see or delete.
+"""The conversation store: conversations, turns, the inbox (:mod:`memory.inbox_rows`), and what a
+person may see or delete.
 
 Every method opens a short session and closes it before returning: a session is never held
 across an ``await`` on the network or the model. Every operation runs to its end once started
@@ -21,7 +22,8 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from memory.engine import READ_ONLY, connect, runs_to_end
+from memory.engine import READ_ONLY, aware, connect, runs_to_end
+from memory.inbox_rows import InboxRows
 from memory.schema import Conversation, FactRow, InboxMessage, Person, Turn
 
 if TYPE_CHECKING:
@@ -35,18 +37,6 @@ class ConversationKey:
     platform: str
     chat_id: str
     user_id: str
-
-
-@dataclass(frozen=True)
-class PendingMessage:
-    inbox_id: int
-    platform: str
-    chat_id: str
-    user_id: str
-    message_id: str
-    is_private: bool
-    text: str | None
-    received_at: datetime
 
 
 @dataclass(frozen=True)
@@ -86,7 +76,7 @@ async def recent_turns(session: AsyncSession, conversation_id: int, limit: int) 
     return [StoredTurn(role, text_, created) for role, text_, created in reversed(rows.all())]
 
 
-class MemoryStore:
+class MemoryStore(InboxRows):
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
@@ -141,66 +131,6 @@ class MemoryStore:
         except (SQLAlchemyError, OSError):
             return False
         return True
-
-    @runs_to_end
-    async def accept(
-        self, key: ConversationKey, message_id: str, text_: str | None, *, is_private: bool
-    ) -> int | None:
-        """Record a platform message before processing it; None when it was seen before."""
-        try:
-            async with self._sessions.begin() as session:
-                row = InboxMessage(
-                    platform=key.platform,
-                    chat_id=key.chat_id,
-                    user_id=key.user_id,
-                    message_id=message_id,
-                    is_private=is_private,
-                    text=text_,
-                    status="pending",
-                )
-                session.add(row)
-                await session.flush()
-                return row.id
-        except IntegrityError:
-            return None
-
-    @runs_to_end
-    async def settle(self, inbox_id: int, status: str) -> None:
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(InboxMessage).where(InboxMessage.id == inbox_id).values(status=status)
-            )
-
-    @runs_to_end
-    async def pending(self, platform: str) -> list[PendingMessage]:
-        """Messages accepted but never answered (the process died), oldest first."""
-        async with self._reading() as session:
-            rows = (
-                await session.scalars(
-                    select(InboxMessage)
-                    .where(InboxMessage.platform == platform, InboxMessage.status == "pending")
-                    .order_by(InboxMessage.id)
-                )
-            ).all()
-            return [
-                PendingMessage(
-                    r.id,
-                    r.platform,
-                    r.chat_id,
-                    r.user_id,
-                    r.message_id,
-                    r.is_private,
-                    r.text,
-                    aware(r.received_at),
-                )
-                for r in rows
-            ]
-
-    @runs_to_end
-    async def drop_turns_of(self, inbox_id: int) -> None:
-        """Remove turns a crashed attempt stored for this message, before it is processed again."""
-        async with self._sessions.begin() as session:
-            await session.execute(delete(Turn).where(Turn.inbox_id == inbox_id))
 
     @runs_to_end
     async def add_turn(
@@ -367,10 +297,6 @@ class MemoryStore:
                 for platform, count in rows.all():
                     out.setdefault(platform, {"people": 0, "conversations": 0, "messages": 0})[column] = count
             return dict(sorted(out.items()))
-
-
-def aware(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment  # SQLite returns naive UTC
 
 
 def _iso(moment: datetime) -> str:

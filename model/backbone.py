@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -17,6 +18,7 @@ from model.layers.transformer_layers import DecoderLayer, EncoderLayer
 CrossKV = list[tuple[torch.Tensor, torch.Tensor]]
 
 
+@keras.saving.register_keras_serializable(package="blenderd")
 class BlenderbotBackbone(keras.Model):
     """Shared token embedding, separate learned position tables (indexed from the past length, no
     offset), the encoder and decoder stacks, and an lm head tied to the shared embedding plus
@@ -58,13 +60,29 @@ class BlenderbotBackbone(keras.Model):
             )
             for i in range(c.decoder_layers)
         ]
-        # Blenderbot: a final norm after each stack. BlenderbotSmall: a norm on the embeddings.
-        self.encoder_norm = LayerNorm(c.d_model, dtype=dtype, name="encoder_norm")
-        self.decoder_norm = LayerNorm(c.d_model, dtype=dtype, name="decoder_norm")
+
+        # Blenderbot (pre-LayerNorm layers): a final norm after each stack. BlenderbotSmall
+        # (post-LayerNorm layers): a norm on each stack's embeddings. Only the variant's pair exists.
+        def norm(name: str, used: bool) -> LayerNorm | None:
+            return LayerNorm(c.d_model, dtype=dtype, name=name) if used else None
+
+        self.encoder_final_norm = norm("encoder_final_norm", c.pre_norm)
+        self.decoder_final_norm = norm("decoder_final_norm", c.pre_norm)
+        self.encoder_embedding_norm = norm("encoder_embedding_norm", not c.pre_norm)
+        self.decoder_embedding_norm = norm("decoder_embedding_norm", not c.pre_norm)
         self.final_logits_bias = self.add_weight(
             shape=(c.vocab_size,), initializer="zeros", name="final_logits_bias"
         )
         self.built = True
+
+    def get_config(self) -> dict[str, Any]:
+        """The network's dimensions (``config``), so ``keras.saving.load_model`` rebuilds it."""
+        return {"name": self.name, "dtype": self.dtype_policy.name, "config": dataclasses.asdict(self.config)}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> BlenderbotBackbone:
+        values = dict(config)
+        return cls(BlenderbotConfig(**values.pop("config")), **values)
 
     def quantize_int8(self) -> None:
         """Int8 copies of every encoder and decoder projection (CPU); embeddings stay float."""
@@ -82,12 +100,12 @@ class BlenderbotBackbone(keras.Model):
         steps = input_ids.shape[1]
         positions = torch.arange(steps, device=input_ids.device)
         h = self.shared.call(input_ids) * self.embed_scale + self.encoder_positions.call(positions)
-        if not self.config.pre_norm:
-            h = self.encoder_norm.call(h)  # layernorm_embedding
+        if self.encoder_embedding_norm is not None:
+            h = self.encoder_embedding_norm.call(h)
         for layer in self.encoder_layers:
             h = layer.call(h, mask)
-        if self.config.pre_norm:
-            h = self.encoder_norm.call(h)  # final layer_norm
+        if self.encoder_final_norm is not None:
+            h = self.encoder_final_norm.call(h)
         return h
 
     def cross_kv(self, encoded: torch.Tensor) -> CrossKV:
@@ -107,15 +125,15 @@ class BlenderbotBackbone(keras.Model):
         steps = ids.shape[1]
         positions = torch.arange(start, start + steps, device=ids.device)
         h = self.shared.call(ids) * self.embed_scale
-        if not self.config.pre_norm:
-            h = self.decoder_norm.call(h)  # layernorm_embedding, applied before adding positions
+        if self.decoder_embedding_norm is not None:
+            h = self.decoder_embedding_norm.call(h)  # before the positions are added, as ParlAI
         h = h + self.decoder_positions.call(positions)
         for i, layer in enumerate(self.decoder_layers):
             h = layer.call(h, cross_kv=cross_kv[i], cross_mask=cross_mask, cache=cache, layer=i)
         if cache is not None:
             cache.advance(steps)
-        if self.config.pre_norm:
-            h = self.decoder_norm.call(h)
+        if self.decoder_final_norm is not None:
+            h = self.decoder_final_norm.call(h)
         return h
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:

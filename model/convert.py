@@ -40,8 +40,14 @@ def weight_map(backbone: BlenderbotBackbone) -> Iterator[tuple[str, keras.Variab
     yield "model.encoder.embed_positions.weight", backbone.encoder_positions.embeddings
     yield "model.decoder.embed_positions.weight", backbone.decoder_positions.embeddings
     yield "final_logits_bias", backbone.final_logits_bias
-    stack_norm = "layer_norm" if c.pre_norm else "layernorm_embedding"
-    for stack, norm in (("encoder", backbone.encoder_norm), ("decoder", backbone.decoder_norm)):
+    if c.pre_norm:
+        stack_norm = "layer_norm"
+        norms = (("encoder", backbone.encoder_final_norm), ("decoder", backbone.decoder_final_norm))
+    else:
+        stack_norm = "layernorm_embedding"
+        norms = (("encoder", backbone.encoder_embedding_norm), ("decoder", backbone.decoder_embedding_norm))
+    for stack, norm in norms:
+        assert norm is not None  # the variant's pair exists
         yield f"model.{stack}.{stack_norm}.weight", norm.gamma
         yield f"model.{stack}.{stack_norm}.bias", norm.beta
     for i, enc in enumerate(backbone.encoder_layers):

@@ -18,6 +18,7 @@ from bot.app import App
 from bot.context import ContextBuilder
 from bot.core import ChatCore
 from bot.messages import Incoming
+from bot.pipeline import Pipeline
 from bot.worker import ModelWorker
 from memory import ConversationKey, MemoryStore
 from memory.engine import default_url
@@ -61,7 +62,7 @@ async def make_harness(tmp_path: Path, blenderbot_dir: Path) -> AsyncIterator[Ca
         )
         await worker.start()
         contexts = ContextBuilder.for_model(worker.model, config.persona, config.memory)
-        harness = Harness(ChatCore(config, memory, worker, contexts), holder["m"], memory, worker)
+        harness = Harness(ChatCore(Pipeline(config, memory, worker, contexts)), holder["m"], memory, worker)
         started.append(harness)
         return harness
 

@@ -18,6 +18,7 @@ from bot.app import App
 from bot.context import ContextBuilder
 from bot.core import ChatCore
 from bot.messages import Incoming
+from bot.pipeline import Pipeline
 from bot.worker import ModelWorker
 from memory import ConversationKey, MemoryStore
 from memory.engine import default_url
@@ -190,7 +191,7 @@ async def safe_core(
     safety = SafetyChecker.from_config(config.safety, config.data_dir)
     await safety.start()
     contexts = ContextBuilder.for_model(worker.model, config.persona, config.memory)
-    yield ChatCore(config, memory, worker, contexts, safety=safety), scripted
+    yield ChatCore(Pipeline(config, memory, worker, contexts, safety=safety)), scripted
     await worker.stop()
     await safety.stop()
     await memory.close()

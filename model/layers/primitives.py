@@ -1,11 +1,8 @@
 """Linear, LayerNorm and Embedding as Keras layers whose math is plain torch.
 
-The project runs Keras on the PyTorch backend only. ``keras.ops`` adds about 50 µs per op
-on that backend and ``Layer.__call__`` about 150 µs per call (measured on the CI CPU); a
-decoded token of 400M-distill runs ~150 of them, which would cost more than the matmuls.
-So these layers own Keras variables (dtype policy, device placement, weight tracking) and
-compute with ``torch.nn.functional`` on the variables' torch tensors. They are built in the
-constructor, so parents call ``layer.call(...)`` directly.
+These layers own Keras variables (dtype policy, device placement, weight tracking) and compute
+with ``torch.nn.functional`` on the variables' torch tensors, for the reason stated once in
+:mod:`model`. They are built in the constructor, so parents call ``layer.call(...)`` directly.
 
 Kernels are stored ``[out_features, in_features]`` (the torch layout, as checkpoints ship
 them): ``F.linear`` on that layout is the fast path for every dtype on CPU and CUDA.

@@ -1,0 +1,98 @@
+"""The inbox table: each platform message written down as it arrives, settled once answered."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from memory.engine import aware, runs_to_end
+from memory.schema import InboxMessage, Turn
+
+if TYPE_CHECKING:
+    from memory.store import ConversationKey
+
+
+@dataclass(frozen=True)
+class PendingMessage:
+    inbox_id: int
+    platform: str
+    chat_id: str
+    user_id: str
+    message_id: str
+    is_private: bool
+    text: str | None
+    received_at: datetime
+
+
+class InboxRows:
+    """The inbox's operations, part of :class:`memory.store.MemoryStore` (its sessions)."""
+
+    _sessions: async_sessionmaker[AsyncSession]
+    _reading: async_sessionmaker[AsyncSession]
+    _running: set[asyncio.Future[Any]]
+
+    @runs_to_end
+    async def accept(
+        self, key: ConversationKey, message_id: str, text_: str | None, *, is_private: bool
+    ) -> int | None:
+        """Record a platform message before processing it; None when it was seen before."""
+        try:
+            async with self._sessions.begin() as session:
+                row = InboxMessage(
+                    platform=key.platform,
+                    chat_id=key.chat_id,
+                    user_id=key.user_id,
+                    message_id=message_id,
+                    is_private=is_private,
+                    text=text_,
+                    status="pending",
+                )
+                session.add(row)
+                await session.flush()
+                return row.id
+        except IntegrityError:
+            return None
+
+    @runs_to_end
+    async def settle(self, inbox_id: int, status: str) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(InboxMessage).where(InboxMessage.id == inbox_id).values(status=status)
+            )
+
+    @runs_to_end
+    async def pending(self, platform: str) -> list[PendingMessage]:
+        """Messages accepted but never answered (the process died), oldest first."""
+        async with self._reading() as session:
+            rows = (
+                await session.scalars(
+                    select(InboxMessage)
+                    .where(InboxMessage.platform == platform, InboxMessage.status == "pending")
+                    .order_by(InboxMessage.id)
+                )
+            ).all()
+            return [
+                PendingMessage(
+                    r.id,
+                    r.platform,
+                    r.chat_id,
+                    r.user_id,
+                    r.message_id,
+                    r.is_private,
+                    r.text,
+                    aware(r.received_at),
+                )
+                for r in rows
+            ]
+
+    @runs_to_end
+    async def drop_turns_of(self, inbox_id: int) -> None:
+        """Remove turns a crashed attempt stored for this message, before it is processed again."""
+        async with self._sessions.begin() as session:
+            await session.execute(delete(Turn).where(Turn.inbox_id == inbox_id))
