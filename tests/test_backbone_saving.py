@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import keras
 import pytest
 import torch
 
@@ -16,6 +15,8 @@ from model.backbone import BlenderbotBackbone
 def test_a_saved_backbone_loads_back_with_the_same_logits(
     variant: str, blenderbot_dir: Path, blenderbot_small_dir: Path, tmp_path: Path
 ) -> None:
+    import keras  # after model, which chose the torch backend
+
     folder = blenderbot_dir if variant == "blenderbot" else blenderbot_small_dir
     original = model.load(folder, device="cpu").backbone
     inputs = {
