@@ -1,8 +1,13 @@
 """Telegram through python-telegram-bot 22, on the core's event loop (no run_polling).
 
 ``to_incoming`` is the pure mapping from a Telegram message to the core's message type; the
-adapter around it owns a PTB ``Bot`` (initialize, getUpdates long polling, shutdown) and sends
-replies as plain text.
+adapter around it owns a PTB ``Bot`` (initialize, updates, shutdown) and sends replies as plain
+text. Updates come one of two ways (``telegram.mode``): polling, where the adapter long-polls
+getUpdates and confirms an update only once it is stored; or webhook, where Telegram posts each
+update to the daemon's HTTP server (:meth:`TelegramAdapter.receive`), which checks the secret
+token header and answers 200 only once the update is stored, so Telegram redelivers anything a
+crash interrupted. Behind a load balancer, replicas on one database answer each update once
+(the inbox keeps one row per message).
 """
 
 from __future__ import annotations
@@ -10,18 +15,22 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
+import hmac
+import json
 import logging
 import warnings
 from collections.abc import Awaitable
 from contextlib import suppress
 from typing import Any
 
-from telegram import Bot, BotCommand, Message, MessageEntity, Update, User
-from telegram.constants import ChatAction, ChatType
+from aiohttp import web
+from telegram import Bot, BotCommand, Update, User
+from telegram.constants import ChatAction
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.request import HTTPXRequest
 
-from adapters.common import PlatformAdapter, admitted, send_reply, strip_prefix
+from adapters.common import PlatformAdapter, send_reply
+from adapters.telegram_incoming import PLATFORM, to_incoming
 from bot.commands import COMMANDS
 from bot.core import ChatCore, Deliver
 from bot.daemon import PlatformRejected, PlatformUnreachable
@@ -30,102 +39,11 @@ from bot.sections import TelegramConfig
 
 logger = logging.getLogger(__name__)
 
-PLATFORM = "telegram"
 LIMIT = 4096
 TYPING_EVERY = 4.0  # Telegram shows "typing" for 5 s
 POLL_TIMEOUT = 10  # seconds a getUpdates long poll waits for news
-_MEDIA = (
-    "sticker",
-    "photo",
-    "voice",
-    "audio",
-    "video",
-    "video_note",
-    "document",
-    "animation",
-    "contact",
-    "location",
-    "venue",
-    "poll",
-    "dice",
-)
-
-
-def _command_target(message: Message) -> str | None:
-    """The bot a leading /command names (``/help@name``): "" for none, None when no command leads."""
-    for entity, command in message.parse_entities([MessageEntity.BOT_COMMAND]).items():
-        if entity.offset == 0:
-            return command.partition("@")[2].lower()
-    return None
-
-
-def _mentions_me(message: Message, me: User) -> list[str]:
-    """The texts of the entities that mention this bot: ``@name`` whole, or a text mention of its id."""
-    name = (me.username or "").lower()
-    found = []
-    for entity, text in message.parse_entities([MessageEntity.MENTION, MessageEntity.TEXT_MENTION]).items():
-        if entity.type == MessageEntity.TEXT_MENTION:
-            if entity.user is not None and entity.user.id == me.id:
-                found.append(text)
-        elif name and text[1:].lower() == name:
-            found.append(text)
-    return found
-
-
-def _addressed(message: Message, me: User, config: TelegramConfig) -> tuple[bool, str]:
-    """Whether a group message is for the bot, and its text without the mention or prefix.
-
-    Mentions and commands are read from the message's entities, as Telegram marked them: only a
-    whole ``@ourbot`` counts (``@ourbot_helper`` is another bot), and ``/help@otherbot`` is not ours.
-    """
-    text = message.text or ""
-    target = _command_target(message)
-    if target and target != (me.username or "").lower():
-        return False, text  # a command for another bot
-    if str(message.chat.id) in config.answer_all:
-        return True, text
-    replied = message.reply_to_message
-    if replied is not None and replied.from_user is not None and replied.from_user.id == me.id:
-        return True, text
-    if target:
-        return True, text  # /command@ourbot
-    mentions = _mentions_me(message, me)
-    if mentions:
-        for mention in mentions:
-            text = text.replace(mention, " ", 1)
-        return True, " ".join(text.split())
-    rest = strip_prefix(text, config.command_prefix)
-    if rest is not None:
-        return True, rest
-    return False, text
-
-
-def to_incoming(message: Message, *, me: User, config: TelegramConfig) -> Incoming | None:
-    """The core's message for ``message``, or None when the bot should stay silent."""
-    author = message.from_user
-    if author is None or author.is_bot or author.id == me.id:
-        return None
-    chat_id, user_id = str(message.chat.id), str(author.id)
-    if not admitted(config, user_id=user_id, chat_id=chat_id):
-        return None
-    private = message.chat.type == ChatType.PRIVATE
-    has_media = any(getattr(message, kind) for kind in _MEDIA)
-    if message.text is None and not has_media:
-        return None  # a service message: members joined, a pin, a title change...
-    text: str | None = message.text
-    if not private:
-        addressed, stripped = _addressed(message, me, config)
-        if not addressed:
-            return None
-        text = stripped if message.text is not None else None
-    return Incoming(
-        platform=PLATFORM,
-        chat_id=chat_id,
-        user_id=user_id,
-        text=text if message.text is not None else None,
-        message_id=str(message.message_id),
-        is_private=private,
-    )
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+WEBHOOK_CONNECTIONS = 40  # how many webhook requests Telegram may have open at once
 
 
 def _reason(exc: BaseException) -> str:
@@ -153,9 +71,15 @@ class TelegramAdapter(PlatformAdapter):
     name = PLATFORM
     typing_every = TYPING_EVERY
 
-    def __init__(self, core: ChatCore, config: TelegramConfig, token: str) -> None:
+    def __init__(
+        self, core: ChatCore, config: TelegramConfig, token: str, *, webhook_secret: str | None = None
+    ) -> None:
+        """``webhook_secret``: the secret token of webhook mode (``telegram.mode: webhook``)."""
         super().__init__(core)
         self.config = config
+        self._secret = webhook_secret if config.mode == "webhook" else None
+        if config.mode == "webhook" and not webhook_secret:
+            raise ValueError("telegram webhook mode needs its secret token")
         self.bot = Bot(
             token,
             base_url=config.api_base_url,
@@ -169,9 +93,12 @@ class TelegramAdapter(PlatformAdapter):
         self._polling_ok = False
         self._stopping = False
         self._fetch: asyncio.Future[Any] | None = None
+        self._receiving = False  # webhook mode: the intake is open
 
     @property
     def connected(self) -> bool:
+        if self._secret is not None:
+            return self._receiving
         return self._poller is not None and not self._poller.done() and self._polling_ok
 
     @property
@@ -179,14 +106,18 @@ class TelegramAdapter(PlatformAdapter):
         return None if self._me is None else self._me.username
 
     async def start(self) -> None:
-        """Log in (getMe), register the commands, and drop a webhook; raises PlatformRejected for a
-        token Telegram refuses, PlatformUnreachable when it cannot be reached."""
+        """Log in (getMe), register the commands, and set the webhook (webhook mode) or drop one
+        (polling); raises PlatformRejected for a token or webhook URL Telegram refuses,
+        PlatformUnreachable when it cannot be reached."""
         try:
             await self.bot.initialize()
             self._me = self.bot.bot
             commands = [BotCommand(name, what) for name, what in COMMANDS.items()]
             await self.bot.set_my_commands(commands)
-            await self.bot.delete_webhook()
+            if self._secret is not None:
+                await self._set_webhook(self._secret)
+            else:
+                await self.bot.delete_webhook()
         except InvalidToken:
             raise PlatformRejected(
                 "telegram rejected TELEGRAM_TOKEN (401 Unauthorized): copy the bot's token from @BotFather "
@@ -197,10 +128,32 @@ class TelegramAdapter(PlatformAdapter):
                 f"telegram cannot be reached at {self.config.api_base_url} ({exc.__class__.__name__}: "
                 f"{_reason(exc)}): check the network, telegram.proxy and telegram.api_base_url"
             ) from None
-        logger.info("telegram connected as @%s", self._me.username)
+        logger.info(
+            "telegram connected as @%s (%s)",
+            self._me.username,
+            f"webhook at {self.config.webhook_url}" if self._secret else "polling",
+        )
+
+    async def _set_webhook(self, secret: str) -> None:
+        url = self.config.webhook_url
+        try:
+            await self.bot.set_webhook(
+                url or "",
+                secret_token=secret,
+                allowed_updates=[Update.MESSAGE],
+                max_connections=WEBHOOK_CONNECTIONS,
+            )
+        except BadRequest as exc:
+            raise PlatformRejected(
+                f"telegram refused the webhook {url} ({_reason(exc)}): telegram.webhook_url must be a public "
+                "https URL on port 443, 80, 88 or 8443 that reaches this daemon's HTTP server"
+            ) from None
 
     async def start_intake(self) -> None:
         self.intake.start()
+        if self._secret is not None:
+            self._receiving = True
+            return
         self._polling_ok = True
         self._poller = asyncio.create_task(self._poll(), name="telegram-poll")
 
@@ -244,6 +197,29 @@ class TelegramAdapter(PlatformAdapter):
                     return  # shutdown came while the database was away: fetched again next start
                 self._offset = update.update_id + 1
 
+    async def receive(self, request: web.Request) -> web.Response:
+        """A webhook request: 200 once its update is stored (or is not for the bot); Telegram
+        retries anything else, so nothing is lost while the daemon starts, stops or waits for
+        the database."""
+        assert self._secret is not None
+        offered = request.headers.get(SECRET_HEADER, "")
+        if not hmac.compare_digest(offered.encode(), self._secret.encode()):
+            logger.warning("telegram webhook: a request without the right secret token was refused")
+            return web.json_response({"error": "unauthorized"}, status=401)
+        if not self._receiving:
+            return web.json_response({"error": "not taking updates now"}, status=503)
+        try:
+            update = Update.de_json(json.loads(await request.read()), self.bot)
+            incoming = self._incoming(update)
+        except Exception as exc:  # one bad update must never stop the intake
+            logger.warning(
+                "telegram webhook: an update could not be read (%s); skipped", exc.__class__.__name__
+            )
+            return web.json_response({"error": "not an update"}, status=400)
+        if incoming is not None and not await self.intake.put(incoming):
+            return web.json_response({"error": "stopping"}, status=503)  # not stored: Telegram retries
+        return web.json_response({"ok": True})
+
     def _incoming(self, update: Update) -> Incoming | None:
         message = update.message
         if message is None or self._me is None:
@@ -260,7 +236,12 @@ class TelegramAdapter(PlatformAdapter):
         return functools.partial(self._send, int(message.chat_id), reply_to=reply_to)
 
     async def stop_intake(self) -> None:
-        """Stop polling; updates not fetched yet stay on Telegram's side for the next start."""
+        """Stop taking updates; those not taken yet stay on Telegram's side for the next start (the
+        webhook stays set: replicas behind the same URL go on taking them)."""
+        if self._receiving:
+            self._receiving = False
+            await self.intake.stop()
+            return
         if self._poller is None:
             return
         self._stopping = True

@@ -8,6 +8,7 @@ by ``<VARIABLE>_FILE`` (Docker secrets). A bad file stops the start with one lin
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -176,9 +177,39 @@ def platform_tokens(config: Config) -> dict[str, str]:
     return tokens
 
 
+WEBHOOK_SECRET = "TELEGRAM_WEBHOOK_SECRET"
+_SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what Telegram accepts as secret_token
+
+
+def webhook_secret(config: Config) -> str | None:
+    """The secret Telegram sends with every webhook update (telegram.mode: webhook), else None."""
+    telegram = config.telegram
+    if telegram.mode != "webhook" or telegram.enabled is False:
+        return None
+    if not telegram.webhook_url:
+        raise ConfigError(
+            "telegram.mode is webhook but telegram.webhook_url is not set: set it to the public https URL "
+            "that reaches this daemon's HTTP server (e.g. https://bot.example.com/telegram/webhook)"
+        )
+    if not config.http.enabled:
+        raise ConfigError(
+            "telegram.mode: webhook needs http.enabled: true (the HTTP server takes the updates)"
+        )
+    value = secret(WEBHOOK_SECRET)
+    if not value or not _SECRET_TOKEN.match(value):
+        raise ConfigError(
+            f"telegram.mode is webhook but {WEBHOOK_SECRET} is {'not set' if not value else 'not valid'}: "
+            f"export {WEBHOOK_SECRET} (or {WEBHOOK_SECRET}_FILE) with 1-256 characters of A-Z, a-z, 0-9, _ "
+            "and -, e.g. the output of `openssl rand -hex 32`"
+        )
+    return value
+
+
 def runnable(config: Config) -> dict[str, str]:
     """What `python -m bot run` checks first: the platform tokens, and that something is enabled."""
     tokens = platform_tokens(config)
+    if "telegram" in tokens:
+        webhook_secret(config)
     if not tokens and not config.web.enabled:
         raise ConfigError(
             "nothing to run: enable telegram or discord (with its token) or web in the config, "

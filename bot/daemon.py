@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from aiohttp import web
+from aiohttp.web import RouteDef
 
 from bot.app import App
 from bot.config import ConfigError
@@ -89,6 +90,8 @@ class Adapters(Protocol):
 
     def platforms(self, core: ChatCore) -> list[Adapter]: ...
 
+    def webhooks(self, started: Callable[[str], Adapter | None]) -> list[RouteDef]: ...
+
 
 class Daemon:
     def __init__(self, app: App, adapters: Adapters) -> None:
@@ -107,6 +110,7 @@ class Daemon:
             )
             if self._web is not None:
                 self.http.app.add_routes(self._web.routes())
+            self.http.app.add_routes(adapters.webhooks(self._started_adapter))
         elif self._web is not None:
             raise ConfigError(
                 "web.enabled needs http.enabled: true (the web chat is served by the HTTP server)"
@@ -118,6 +122,9 @@ class Daemon:
         self._started: list[Adapter] = []
         self._connecting: list[asyncio.Task[None]] = []
         self._recovery: list[asyncio.Future[int]] = []
+
+    def _started_adapter(self, name: str) -> Adapter | None:
+        return next((a for a in self._started if a.name == name), None)
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()

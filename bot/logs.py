@@ -18,7 +18,13 @@ from urllib.parse import urlsplit
 
 from bot.config import secret
 
-SECRET_VARIABLES = ("TELEGRAM_TOKEN", "DISCORD_TOKEN", "BLENDERD_DATABASE_URL", "BLENDERD_WEB_TOKEN")
+SECRET_VARIABLES = (
+    "TELEGRAM_TOKEN",
+    "TELEGRAM_WEBHOOK_SECRET",
+    "DISCORD_TOKEN",
+    "BLENDERD_DATABASE_URL",
+    "BLENDERD_WEB_TOKEN",
+)
 URL_VARIABLES = ("BLENDERD_DATABASE_URL",)
 # Their INFO/DEBUG lines carry request URLs, which hold the Telegram token: WARNING and above only.
 _URL_LOGGERS = (

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -156,6 +157,23 @@ class TelegramConfig(PlatformConfig):
     # A self-hosted Bot API server: set its URL, ending in /bot (the token is appended).
     api_base_url: str = "https://api.telegram.org/bot"
     api_base_file_url: str = "https://api.telegram.org/file/bot"
+    # polling: the daemon fetches updates (getUpdates; one process per bot). webhook: Telegram
+    # posts each update to webhook_url, served at its path by the daemon's HTTP server.
+    mode: Literal["polling", "webhook"] = "polling"
+    webhook_url: str | None = None
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _public_https(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("https://"):
+            raise ValueError("must be the public https:// URL Telegram posts updates to")
+        return value
+
+    @property
+    def webhook_path(self) -> str:
+        """The path of webhook_url, where the HTTP server takes the updates."""
+        path = urlsplit(self.webhook_url or "").path
+        return path if path not in ("", "/") else "/telegram/webhook"
 
 
 class DiscordConfig(PlatformConfig):

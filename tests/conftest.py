@@ -76,3 +76,26 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     s = await MemoryStore.open(url)
     yield s
     await s.close()
+
+
+@pytest.fixture
+async def fresh_postgres() -> AsyncIterator[str]:
+    """A database of its own on the test PostgreSQL server (for daemons sharing one), dropped after."""
+    import secrets
+
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    url = os.environ.get(POSTGRES_ENV, "")
+    if not url:
+        pytest.skip(f"{POSTGRES_ENV} is not set, so no PostgreSQL server to test against")
+    server = make_url(url)
+    name = f"blenderd_{secrets.token_hex(6)}"
+    dsn = server.set(drivername="postgresql").render_as_string(hide_password=False)
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield server.set(database=name).render_as_string(hide_password=False)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientSession, web
 
 from tests.fakes.server import FakeServer
 
@@ -56,6 +56,7 @@ class FakeTelegram(FakeServer):
         self._new_update = asyncio.Event()
         self._chats: dict[int, dict[str, Any]] = {}
         self._closing = False
+        self.webhook: dict[str, Any] | None = None  # what setWebhook set: url, secret_token, ...
 
     @property
     def base_url(self) -> str:
@@ -153,6 +154,9 @@ class FakeTelegram(FakeServer):
                     params[key] = _decode(str(value))
         if method != "getUpdates":
             self.calls.append(Call(method, params, files))
+        elif self.webhook is not None:  # as Telegram: one way of getting updates at a time
+            description = "Conflict: can't use getUpdates method while webhook is active"
+            return web.json_response({"ok": False, "error_code": 409, "description": description}, status=409)
         queued = self.failures.get(method)
         if queued:
             status, body = queued.pop(0)
@@ -160,6 +164,32 @@ class FakeTelegram(FakeServer):
         handler = getattr(self, f"_m_{method}", None)
         result = await handler(params, files) if handler is not None else True
         return web.json_response({"ok": True, "result": result})
+
+    async def _m_setWebhook(self, params: dict[str, Any], files: Any) -> Any:
+        self.webhook = dict(params)
+        return True
+
+    async def _m_deleteWebhook(self, params: dict[str, Any], files: Any) -> Any:
+        self.webhook = None
+        return True
+
+    async def post_updates(self, to: str, *, secret: str | None = None) -> list[int]:
+        """What Telegram does in webhook mode: POST each pending update to ``to`` (the daemon's
+        address for the webhook URL) with the secret token set by setWebhook (or ``secret``); an
+        update answered 200 is delivered, any other is kept to be posted again. The statuses."""
+        assert self.webhook is not None, "no webhook was set"
+        token = secret if secret is not None else str(self.webhook.get("secret_token", ""))
+        statuses, kept = [], []
+        async with ClientSession() as http:
+            for update in list(self.updates):
+                async with http.post(
+                    to, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": token}
+                ) as r:
+                    statuses.append(r.status)
+                    if r.status != 200:
+                        kept.append(update)
+        self.updates = kept
+        return statuses
 
     async def _m_getMe(self, params: dict[str, Any], files: Any) -> Any:
         return self.me
