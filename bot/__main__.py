@@ -65,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
         "shutdown.grace_seconds.",
     )
     add(
+        "worker",
+        "run a model worker for daemons with model.remote (one per GPU or CPU)",
+        "Load the model and answer the generation requests of every daemon that shares the Redis of "
+        "model.remote (or BLENDERD_REDIS_URL). Start one per GPU or CPU; a worker that dies leaves its "
+        "requests to the others (worker.claim_after_seconds). SIGTERM finishes the requests in hand.",
+    )
+    add(
         "download",
         "download the model and the safety classifier ahead of time, then exit",
         "Download model.source (a hub id) into data_dir/models and the safety classifier into "
@@ -204,6 +211,10 @@ def _command(args: argparse.Namespace, config: Config) -> int:
         return asyncio.run(run_admin(config, args))
     elif command == "run":
         asyncio.run(_run(config))
+    elif command == "worker":
+        from bot.worker_service import run_worker
+
+        asyncio.run(run_worker(config))
     else:
         asyncio.run(_chat(config))
     return 0
@@ -226,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             message_text=config.logging.message_text,
             file=config.logging.file,
             terminal_level="WARNING" if quiet else None,
-            extra_urls=[config.database.url or ""],
+            extra_urls=[config.database.url or "", config.model.remote or ""],
         )
     except OSError as exc:
         logger.error(

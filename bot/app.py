@@ -8,11 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bot.config import Config
-from bot.context import ContextBuilder
+from bot.context import ContextBuilder, ContextModel
 from bot.core import ChatCore
 from bot.metrics import Metrics
 from bot.pipeline import Pipeline
-from bot.worker import Generator, ModelWorker
+from bot.worker import Generator, ModelWorker, Worker
 from memory import MemoryStore
 from safety import SafetyChecker
 
@@ -36,6 +36,13 @@ def load_model(config: Config) -> Generator:
     )
 
 
+def load_tokenizer(config: Config) -> ContextModel:
+    """The checkpoint's tokenizer only (a daemon with remote workers). Runs in a thread."""
+    import model
+
+    return model.load_tokenizer(config.model.source, data_dir=config.data_dir)
+
+
 class App:
     """The running parts of blenderd, started and stopped in order."""
 
@@ -45,7 +52,7 @@ class App:
         self._load = load
         self.metrics = Metrics()
         self._memory: MemoryStore | None = None
-        self._worker: ModelWorker | None = None
+        self._worker: Worker | None = None
         self._core: ChatCore | None = None
         self._retention: asyncio.Task[None] | None = None
         self._safety: SafetyChecker | None = None
@@ -57,7 +64,7 @@ class App:
         return self._memory
 
     @property
-    def worker(self) -> ModelWorker:
+    def worker(self) -> Worker:
         if self._worker is None:
             raise RuntimeError("the app has not started")
         return self._worker
@@ -82,13 +89,7 @@ class App:
             await self._safety.stop()
             raise
         try:
-            self._worker = ModelWorker(
-                lambda: self._load(c),
-                max_batch=c.worker.max_batch,
-                max_wait=c.worker.max_wait_ms / 1000.0,
-                queue_size=c.worker.queue_size,
-                on_batch=self.metrics.observe_batch,
-            )
+            self._worker = self._make_worker()
             await self._worker.start()
         except BaseException:
             await self._memory.close()
@@ -103,6 +104,27 @@ class App:
         self.metrics.queue_depth.set_function(lambda: worker.depth)
         if c.database.retention_days is not None:
             self._retention = asyncio.create_task(self._retain(c.database.retention_days))
+
+    def _make_worker(self) -> Worker:
+        """The model in this process, or (``model.remote``) the model workers over Redis."""
+        c = self.config
+        remote = c.remote_url()
+        if remote is not None:
+            from bot.remote import RemoteWorker
+
+            return RemoteWorker(
+                remote,
+                lambda: load_tokenizer(c),
+                queue_size=c.worker.queue_size,
+                request_seconds=c.model.timeout_seconds,
+            )
+        return ModelWorker(
+            lambda: self._load(c),
+            max_batch=c.worker.max_batch,
+            max_wait=c.worker.max_wait_ms / 1000.0,
+            queue_size=c.worker.queue_size,
+            on_batch=self.metrics.observe_batch,
+        )
 
     async def _retain(self, days: int) -> None:
         assert self._memory is not None

@@ -81,6 +81,10 @@ class Config(Section):
 
         return secret("BLENDERD_DATABASE_URL") or self.database.url or default_url(self.data_dir)
 
+    def remote_url(self) -> str | None:
+        """The Redis of the remote model workers (BLENDERD_REDIS_URL, else model.remote), or None."""
+        return secret("BLENDERD_REDIS_URL") or self.model.remote
+
 
 def secret(name: str) -> str | None:
     """The value of environment variable ``name``, or the contents of the file ``name_FILE`` names."""

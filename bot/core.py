@@ -24,8 +24,8 @@ from bot.metrics import Metrics
 from bot.ordering import ConversationOrder, Place
 from bot.pipeline import Pipeline
 from bot.ratelimit import RateLimiter
-from bot.slots import Slot
-from bot.worker import Busy, ModelWorker, WorkerStopped
+from bot.slots import Busy, Slot, WorkerStopped
+from bot.worker import Worker
 from memory import ConversationKey, MemoryStore, StoredTurn
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class ChatCore:
         self.pipeline = pipeline
         self.config = config
         self.memory: MemoryStore = pipeline.memory
-        self.worker: ModelWorker = pipeline.worker
+        self.worker: Worker = pipeline.worker
         self.metrics: Metrics = pipeline.metrics
         self.inbox = Inbox(self.memory)
         self.limiter = RateLimiter(config.rate_limit.messages, config.rate_limit.per_seconds)

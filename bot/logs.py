@@ -24,6 +24,7 @@ SECRET_VARIABLES = (
     "DISCORD_TOKEN",
     "BLENDERD_DATABASE_URL",
     "BLENDERD_WEB_TOKEN",
+    "BLENDERD_REDIS_URL",
 )
 URL_VARIABLES = ("BLENDERD_DATABASE_URL",)
 # Their INFO/DEBUG lines carry request URLs, which hold the Telegram token: WARNING and above only.

@@ -16,7 +16,8 @@ from bot.config import Config
 from bot.context import ContextBuilder
 from bot.messages import Reply
 from bot.metrics import Metrics
-from bot.worker import ModelWorker
+from bot.slots import WorkerUnavailable
+from bot.worker import Worker
 from memory import ConversationKey, MemoryStore, StoredTurn
 from memory.recall import Remembered
 from model import Hypothesis
@@ -32,7 +33,7 @@ class Pipeline:
         self,
         config: Config,
         memory: MemoryStore,
-        worker: ModelWorker,
+        worker: Worker,
         contexts: ContextBuilder,
         *,
         metrics: Metrics | None = None,
@@ -133,6 +134,10 @@ class Pipeline:
             logger.warning("generation timed out after %.0f s", self.config.model.timeout_seconds)
             self.metrics.errors.labels("timeout").inc()
             return Reply(replies.TIMEOUT)
+        except WorkerUnavailable as exc:
+            logger.warning("generation failed: %s", exc)
+            self.metrics.errors.labels("generation").inc()
+            return Reply(replies.FAILED)
         except Exception:
             logger.exception("generation failed")
             self.metrics.errors.labels("generation").inc()

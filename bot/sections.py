@@ -63,6 +63,16 @@ class ModelConfig(Section):
     generation: GenerationConfig = GenerationConfig()
     candidates: int = Field(default=3, ge=1, description="n-best replies kept for the safety check")
     timeout_seconds: float = Field(default=60.0, gt=0)
+    # A redis:// URL: the daemon loads only the tokenizer and sends each generation to model workers
+    # (`python -m bot worker`, one per GPU or CPU) through this Redis (docs/scaling.md).
+    remote: str | None = None
+
+    @field_validator("remote")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis:// (or rediss://) URL, e.g. redis://127.0.0.1:6379/0")
+        return value
 
     @field_validator("source")
     @classmethod
@@ -100,6 +110,9 @@ class WorkerConfig(Section):
     max_batch: int = Field(default=8, ge=1, le=64)
     max_wait_ms: float = Field(default=15.0, ge=0, le=1000)
     queue_size: int = Field(default=64, ge=1)
+    # Remote workers: a job taken by a worker that stopped answering (killed, its machine gone)
+    # is taken over by another after this long. A live worker renews its jobs while it works.
+    claim_after_seconds: float = Field(default=15.0, gt=0)
 
 
 class RateLimitConfig(Section):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
+from dataclasses import dataclass, field
 
 
 class Slot:
@@ -83,3 +84,59 @@ class Places:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_exception(error)
+
+
+@dataclass
+class WorkerStats:
+    batches: int = 0
+    requests: int = 0
+    batch_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=1000))  # the most recent
+
+
+class Busy(Exception):
+    """The request queue is full; the caller should answer "busy" at once."""
+
+
+class WorkerStopped(Exception):
+    """The worker is stopping or stopped and takes no new requests."""
+
+
+class WorkerUnavailable(Exception):
+    """A remote worker could not be asked or failed (Redis down): one line, no traceback needed."""
+
+
+class Admission:
+    """The places of a model worker (in this process or remote): a request holds one from before it
+    is prepared until it is answered, so at most ``size`` are in flight."""
+
+    def __init__(self, size: int) -> None:
+        self.queue_size = size
+        self._places = Places(size)
+        self._accepting = False
+
+    @property
+    def depth(self) -> int:
+        """Places taken and not given back (requests being prepared, queued or generating)."""
+        return self._places.taken
+
+    def take_slot(self) -> Slot:
+        """A place in the queue now, before preparing a request; raises Busy when the queue is
+        full (answer "busy" at once) and WorkerStopped when the worker takes no more requests."""
+        if not self._accepting:
+            raise WorkerStopped("the model worker is not accepting requests")
+        if not self._places.take_now():
+            raise Busy(f"{self.depth} requests are waiting")
+        return Slot(self._places)
+
+    async def wait_for_slot(self) -> Slot:
+        """A place in the queue, waiting in order for one to be given back (recovered messages:
+        they wait rather than being told "busy"); raises WorkerStopped when the worker stops."""
+        if not self._accepting:
+            raise WorkerStopped("the model worker is not accepting requests")
+        await self._places.take()
+        return Slot(self._places)
+
+    def _close_admission(self) -> None:
+        """Take no new requests; those waiting for a place are told the worker stopped."""
+        self._accepting = False
+        self._places.fail_waiters(WorkerStopped("the model worker is stopping"))

@@ -50,6 +50,7 @@ def _user_errors() -> list[tuple[type[BaseException], Callable[[BaseException, C
         ("memory", "MemoryStoreError"),
         ("safety", "SafetyError"),
         ("bot.daemon", "PlatformError"),
+        ("bot.remote", "RemoteError"),
     ):
         loaded = sys.modules.get(module)
         if loaded is not None:

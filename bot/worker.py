@@ -14,14 +14,13 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
-from bot.context import ContextTokenizer
-from bot.slots import Places, Slot
+from bot.context import ContextModel, ContextTokenizer
+from bot.slots import Admission, Busy, Slot, WorkerStats, WorkerStopped
 from model import Hypothesis
 
 logger = logging.getLogger(__name__)
@@ -35,12 +34,7 @@ def busy_threads() -> bool:
     return any(t.is_alive() for t in _THREADS)
 
 
-class Busy(Exception):
-    """The request queue is full; the caller should answer "busy" at once."""
-
-
-class WorkerStopped(Exception):
-    """The worker is stopping or stopped and takes no new requests."""
+__all__ = ["Busy", "Generator", "ModelWorker", "Worker", "WorkerStopped", "busy_threads"]
 
 
 class Generator(Protocol):
@@ -63,13 +57,6 @@ class _Request:
     future: asyncio.Future[list[Hypothesis]]
 
 
-@dataclass
-class WorkerStats:
-    batches: int = 0
-    requests: int = 0
-    batch_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=1000))  # the most recent
-
-
 def _deliver(future: asyncio.Future[list[Hypothesis]], result: list[Hypothesis] | BaseException) -> None:
     if future.done():
         return  # the caller timed out or was cancelled
@@ -79,7 +66,35 @@ def _deliver(future: asyncio.Future[list[Hypothesis]], result: list[Hypothesis] 
         future.set_result(result)
 
 
-class ModelWorker:
+class Worker(Protocol):
+    """What the core needs of the model stage: places (bot.slots.Admission), generation, a
+    lifecycle, and the model's tokenizer for building contexts. :class:`ModelWorker` runs the model
+    in this process; :class:`bot.remote.RemoteWorker` sends the requests to workers over Redis."""
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def depth(self) -> int: ...
+
+    @property
+    def model(self) -> ContextModel: ...
+
+    @property
+    def stats(self) -> WorkerStats: ...
+
+    def take_slot(self) -> Slot: ...
+
+    async def wait_for_slot(self) -> Slot: ...
+
+    async def generate(self, ids: list[int]) -> list[Hypothesis]: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self, timeout: float | None = None) -> None: ...
+
+
+class ModelWorker(Admission):
     def __init__(
         self,
         load: Callable[[], Generator],
@@ -92,11 +107,9 @@ class ModelWorker:
         self._load = load
         self.max_batch = max_batch
         self.max_wait = max_wait
-        self.queue_size = queue_size
+        super().__init__(queue_size)
         self._on_batch = on_batch
         self._queue: queue.Queue[_Request | None] = queue.Queue()
-        self._places = Places(queue_size)
-        self._accepting = False
         self._thread: threading.Thread | None = None
         self._finished: asyncio.Future[None] | None = None
         self._model: Generator | None = None
@@ -123,8 +136,7 @@ class ModelWorker:
         A generation cannot be interrupted: a thread still busy after ``timeout`` is left to the
         process's exit (it is a daemon thread and touches nothing but the model).
         """
-        self._accepting = False
-        self._places.fail_waiters(WorkerStopped("the model worker is stopping"))
+        self._close_admission()
         if self._thread is None:
             return
         self._queue.put(None)
@@ -149,30 +161,6 @@ class ModelWorker:
         if self._model is None:
             raise RuntimeError("the model worker has not started")
         return self._model
-
-    @property
-    def depth(self) -> int:
-        """Places taken and not given back (requests being prepared, queued or generating)."""
-        return self._places.taken
-
-    # -- requests ---------------------------------------------------------------------------
-
-    def take_slot(self) -> Slot:
-        """A place in the queue now, before preparing a request; raises Busy when the queue is
-        full (answer "busy" at once) and WorkerStopped when the worker takes no more requests."""
-        if not self._accepting:
-            raise WorkerStopped("the model worker is not accepting requests")
-        if not self._places.take_now():
-            raise Busy(f"{self.depth} requests are waiting")
-        return Slot(self._places)
-
-    async def wait_for_slot(self) -> Slot:
-        """A place in the queue, waiting in order for one to be given back (recovered messages:
-        they wait rather than being told "busy"); raises WorkerStopped when the worker stops."""
-        if not self._accepting:
-            raise WorkerStopped("the model worker is not accepting requests")
-        await self._places.take()
-        return Slot(self._places)
 
     async def generate(self, ids: list[int]) -> list[Hypothesis]:
         """Generate for one context (holding a :class:`Slot`); hypotheses best first."""

@@ -47,6 +47,7 @@ from model.errors import (
 )
 from model.hub import resolve
 from model.settings import GenerationSettings, Hypothesis
+from model.tokenizer import TokenizerOnly
 
 __all__ = [
     "DTYPES",
@@ -58,9 +59,11 @@ __all__ = [
     "MissingTensorError",
     "ModelError",
     "TensorShapeError",
+    "TokenizerOnly",
     "UnexpectedTensorError",
     "WeightsUnavailableError",
     "load",
+    "load_tokenizer",
 ]
 
 
@@ -80,3 +83,12 @@ def load(
     """
     folder = resolve(str(source), Path(data_dir), download=download)
     return Blenderbot(folder, device=device, dtype=dtype, generation=generation, candidates=candidates)
+
+
+def load_tokenizer(
+    source: str | Path, *, data_dir: str | Path = "data", download: bool = True
+) -> TokenizerOnly:
+    """The tokenizer of a checkpoint folder or hub id, without its weights (downloading only the
+    config and tokenizer files when missing)."""
+    folder = resolve(str(source), Path(data_dir), download=download, weights=False)
+    return TokenizerOnly.from_folder(folder)

@@ -35,8 +35,12 @@ _WEIGHTS = (
 )
 
 
-def _complete(folder: Path) -> bool:
-    return (folder / "config.json").exists() and any((folder / name).exists() for name in _WEIGHTS)
+def _complete(folder: Path, weights: bool = True) -> bool:
+    if not (folder / "config.json").exists():
+        return False
+    if not weights:  # the tokenizer's files only
+        return (folder / "tokenizer.json").exists() or (folder / "vocab.json").exists()
+    return any((folder / name).exists() for name in _WEIGHTS)
 
 
 def is_hub_id(source: str) -> bool:
@@ -44,8 +48,9 @@ def is_hub_id(source: str) -> bool:
     return bool(_HUB_ID.match(source))
 
 
-def resolve(source: str, data_dir: Path, *, download: bool = True) -> Path:
-    """Return a local checkpoint folder for ``source`` (a folder path or a hub id)."""
+def resolve(source: str, data_dir: Path, *, download: bool = True, weights: bool = True) -> Path:
+    """Return a local checkpoint folder for ``source`` (a folder path or a hub id); without
+    ``weights``, one with the config and tokenizer files is enough (and all that is downloaded)."""
     local = Path(source).expanduser()
     if local.is_dir():
         return local
@@ -58,11 +63,11 @@ def resolve(source: str, data_dir: Path, *, download: bool = True) -> Path:
             "id like facebook/blenderbot-400M-distill)"
         )
     folder = cache_folder(data_dir, source)
-    if _complete(folder):
+    if _complete(folder, weights):
         return folder
     if not download:
         raise WeightsUnavailableError(_how_to_get(source, folder, "downloading is off here"))
-    return fetch(source, folder)
+    return fetch(source, folder, weights=weights)
 
 
 def probe(repo_id: str) -> None:
@@ -98,8 +103,9 @@ def _reason(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def fetch(repo_id: str, folder: Path) -> Path:
-    """Download the files a Blenderbot checkpoint needs, with huggingface_hub's progress bars."""
+def fetch(repo_id: str, folder: Path, *, weights: bool = True) -> Path:
+    """Download the files a Blenderbot checkpoint needs (``weights``: with its weights), with
+    huggingface_hub's progress bars."""
     from huggingface_hub import HfApi, snapshot_download
 
     try:
@@ -107,18 +113,20 @@ def fetch(repo_id: str, folder: Path) -> Path:
     except WeightsUnavailableError as exc:
         raise WeightsUnavailableError(_how_to_get(repo_id, folder, str(exc))) from None
     try:
-        files = set(HfApi().list_repo_files(repo_id))
-        weights = next((name for name in _WEIGHTS if name in files), "pytorch_model.bin")
-        patterns = [*_FILES, weights]
-        if weights.endswith(".index.json"):  # a sharded checkpoint: the index and its shards
-            stem = weights.removesuffix(".index.json").rsplit(".", 1)
-            patterns.append(f"{stem[0]}-*.{stem[1]}")
+        patterns = list(_FILES)
+        if weights:
+            files = set(HfApi().list_repo_files(repo_id))
+            tensors = next((name for name in _WEIGHTS if name in files), "pytorch_model.bin")
+            patterns.append(tensors)
+            if tensors.endswith(".index.json"):  # a sharded checkpoint: the index and its shards
+                stem = tensors.removesuffix(".index.json").rsplit(".", 1)
+                patterns.append(f"{stem[0]}-*.{stem[1]}")
         logger.info("downloading %s into %s", repo_id, folder)
         snapshot_download(repo_id, local_dir=str(folder), allow_patterns=patterns)
     except Exception as exc:  # the network went away mid-download (huggingface_hub raises httpx errors)
         reason = f"the download failed ({exc.__class__.__name__}: {_reason(exc)})"
         raise WeightsUnavailableError(_how_to_get(repo_id, folder, reason)) from None
-    if not _complete(folder):
+    if not _complete(folder, weights):
         raise WeightsUnavailableError(_how_to_get(repo_id, folder, "the download is incomplete"))
     return folder
 

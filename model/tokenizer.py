@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers
@@ -171,3 +172,17 @@ def _small_backend(folder: Path) -> Tokenizer:
     if "__newln__" in vocab:  # a newline, also in people's text: an added token, not a special one
         backend.add_tokens([AddedToken("__newln__", normalized=True, special=False)])
     return backend
+
+
+@dataclass(frozen=True)
+class TokenizerOnly:
+    """What a process that builds model inputs but runs no model needs of a checkpoint (a daemon
+    with remote workers): the tokenizer and the position limit."""
+
+    tokenizer: BlenderbotTokenizer
+    max_positions: int
+
+    @classmethod
+    def from_folder(cls, folder: Path) -> TokenizerOnly:
+        config = BlenderbotConfig.from_folder(folder)
+        return cls(BlenderbotTokenizer.from_folder(folder, config), config.max_position_embeddings)
