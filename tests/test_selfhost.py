@@ -62,7 +62,11 @@ def test_compose_file_is_valid() -> None:
     gpu = services["bot"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["driver"] == "nvidia" and gpu["capabilities"] == ["gpu"]
     assert "deploy" not in services["bot-cpu"] and services["bot-cpu"]["profiles"] == ["cpu"]
-    assert services["postgres"]["profiles"] == ["postgres"]
+    assert services["postgres"]["profiles"] == ["postgres", "scale"]
+    worker = services["worker"]
+    assert worker["profiles"] == ["scale"] and worker["command"] == ["python", "-m", "bot", "worker"]
+    assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert services["redis"]["profiles"] == ["scale"] and "ports" not in services["redis"]
     for name in ("bot", "bot-cpu"):
         service = services[name]
         assert service["restart"] == "unless-stopped"
@@ -74,6 +78,7 @@ def test_compose_file_is_valid() -> None:
         )
     example = (ROOT / ".env.example").read_text()
     assert "TELEGRAM_TOKEN=" in example and "DISCORD_TOKEN=" in example
+    assert "BLENDERD_REDIS_URL=redis://redis:6379/0" in example
 
 
 async def test_entry_and_healthcheck_commands_in_a_venv(tmp_path: Path, blenderbot_dir: Path) -> None:
