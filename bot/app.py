@@ -89,6 +89,7 @@ class App:
             await self._safety.stop()
             raise
         try:
+            await self._memory.locks.hold_instance(self._memory.owner)
             self._worker = self._make_worker()
             await self._worker.start()
         except BaseException:

@@ -185,9 +185,10 @@ class ChatCore:
     ) -> Reply:
         """The one way from a message to its sent reply: the pipeline (holding ``slot``, given back
         when it is done), then delivery, then the inbox."""
-        async with slot or contextlib.nullcontext():
-            reply = await self.pipeline.respond(job.key, job.text, job.command, inbox_id)
-        await self._send(reply, deliver, inbox_id, "answered")
+        async with self.memory.locks.conversation(job.key):  # one at a time across daemons too
+            async with slot or contextlib.nullcontext():
+                reply = await self.pipeline.respond(job.key, job.text, job.command, inbox_id)
+            await self._send(reply, deliver, inbox_id, "answered")
         return reply
 
     async def _send(

@@ -15,6 +15,7 @@ from memory.engine import aware, runs_to_end
 from memory.schema import InboxMessage, Turn
 
 if TYPE_CHECKING:
+    from memory.locks import Locks
     from memory.store import ConversationKey
 
 
@@ -36,6 +37,8 @@ class InboxRows:
     _sessions: async_sessionmaker[AsyncSession]
     _reading: async_sessionmaker[AsyncSession]
     _running: set[asyncio.Future[Any]]
+    owner: str  # this daemon's instance id (memory.locks)
+    locks: Locks
 
     @runs_to_end
     async def accept(
@@ -52,6 +55,7 @@ class InboxRows:
                     is_private=is_private,
                     text=text_,
                     status="pending",
+                    owner=self.owner,
                 )
                 session.add(row)
                 await session.flush()
@@ -68,14 +72,25 @@ class InboxRows:
 
     @runs_to_end
     async def pending(self, platform: str) -> list[PendingMessage]:
-        """Messages accepted but never answered (the process died), oldest first."""
+        """Messages accepted but never answered because their daemon died, oldest first: this
+        daemon's, and those of daemons that are gone (claimed now, so no other daemon recovers
+        them too). Messages of a daemon still running are its own business."""
+        waiting = (InboxMessage.platform == platform) & (InboxMessage.status == "pending")
+        async with self._reading() as session:
+            owners = set((await session.scalars(select(InboxMessage.owner).where(waiting).distinct())).all())
+        for owner in sorted(o for o in owners if o is not None and o != self.owner):
+            async with self.locks.claiming(owner) as gone:
+                if gone:
+                    async with self._sessions.begin() as session:
+                        await session.execute(
+                            update(InboxMessage)
+                            .where(waiting & (InboxMessage.owner == owner))
+                            .values(owner=self.owner)
+                        )
+        mine = (InboxMessage.owner == self.owner) | InboxMessage.owner.is_(None)
         async with self._reading() as session:
             rows = (
-                await session.scalars(
-                    select(InboxMessage)
-                    .where(InboxMessage.platform == platform, InboxMessage.status == "pending")
-                    .order_by(InboxMessage.id)
-                )
+                await session.scalars(select(InboxMessage).where(waiting & mine).order_by(InboxMessage.id))
             ).all()
             return [
                 PendingMessage(

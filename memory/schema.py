@@ -66,6 +66,9 @@ class InboxMessage(Base):
     text: Mapped[str | None] = mapped_column(Text, nullable=True)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    # The daemon that accepted it (its instance id); another may recover it only once that daemon
+    # is gone (memory.locks: its instance lock is free).
+    owner: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class FactRow(Base):

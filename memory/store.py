@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from memory.engine import READ_ONLY, aware, connect, runs_to_end
 from memory.inbox_rows import InboxRows
+from memory.locks import Locks
 from memory.schema import Conversation, FactRow, InboxMessage, Person, Turn
 
 if TYPE_CHECKING:
@@ -84,6 +86,8 @@ class MemoryStore(InboxRows):
             engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
         )
         self._running: set[asyncio.Future[Any]] = set()
+        self.owner = uuid.uuid4().hex[:16]  # this process's instance id, for the inbox's rows
+        self.locks = Locks(engine.url)
 
     @property
     def backend(self) -> str:
@@ -121,6 +125,7 @@ class MemoryStore(InboxRows):
         """Let operations in progress finish (up to ``timeout``), then close every connection."""
         if self._running:
             await asyncio.wait(set(self._running), timeout=timeout)
+        await self.locks.close()
         await self.engine.dispose()
 
     @runs_to_end
