@@ -98,7 +98,7 @@ async def test_reopening_keeps_data_and_migrations_are_idempotent(tmp_path: Path
     assert [t.text for t in await second.context_turns(DM)] == ["persisted"]
     async with second.engine.connect() as conn:
         assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
-        assert (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0003"
+        assert (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0004"
     await second.close()
     mode = stat.S_IMODE((tmp_path / "d" / "blenderd.sqlite3").stat().st_mode)
     assert mode == 0o600
