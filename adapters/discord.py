@@ -12,7 +12,6 @@ import asyncio
 import functools
 import io
 import logging
-import re
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -20,7 +19,8 @@ import aiohttp
 import discord
 from discord import app_commands
 
-from adapters.common import PlatformAdapter, admitted, send_reply, strip_prefix, with_retries
+from adapters.common import PlatformAdapter, send_reply, with_retries
+from adapters.discord_incoming import PLATFORM, to_incoming
 from bot.commands import COMMANDS
 from bot.core import ChatCore, Deliver
 from bot.daemon import PlatformRejected, PlatformUnreachable
@@ -29,61 +29,10 @@ from bot.sections import DiscordConfig
 
 logger = logging.getLogger(__name__)
 
-PLATFORM = "discord"
 LIMIT = 2000
 TYPING_EVERY = 8.0  # Discord shows "typing" for 10 s
 READY_TIMEOUT = 60.0
-_USER_MESSAGES = (discord.MessageType.default, discord.MessageType.reply)
-
-
-def _mention_pattern(user_id: int) -> re.Pattern[str]:
-    return re.compile(rf"<@!?{user_id}>")
-
-
-def to_incoming(message: discord.Message, *, me: discord.abc.User, config: DiscordConfig) -> Incoming | None:
-    """The core's message for ``message``, or None when the bot should stay silent."""
-    author = message.author
-    if author.bot or author.id == me.id or message.type not in _USER_MESSAGES:
-        return None
-    channel_id, user_id = str(message.channel.id), str(author.id)
-    guild = message.guild
-    if guild is not None and (
-        str(guild.id) in config.block_guilds
-        or (config.allow_guilds and str(guild.id) not in config.allow_guilds)
-    ):
-        return None
-    if not admitted(config, user_id=user_id, chat_id=channel_id):
-        return None
-    content = message.content or ""
-    has_media = bool(message.attachments or message.stickers)
-    if not content.strip() and not has_media:
-        return None
-    private = guild is None
-    text = content
-    if not private:
-        parent = getattr(message.channel, "parent_id", None)
-        mentioned = any(u.id == me.id for u in message.mentions)
-        reference = message.reference
-        replied = (
-            reference is not None
-            and isinstance(reference.resolved, discord.Message)
-            and (reference.resolved.author.id == me.id)
-        )
-        prefixed = strip_prefix(content, config.command_prefix)
-        answer_all = channel_id in config.answer_all or (
-            parent is not None and str(parent) in config.answer_all
-        )
-        if not (mentioned or replied or prefixed is not None or answer_all):
-            return None
-        text = _mention_pattern(me.id).sub("", prefixed if prefixed is not None else content).strip()
-    return Incoming(
-        platform=PLATFORM,
-        chat_id=channel_id,
-        user_id=user_id,
-        text=text if content.strip() else None,
-        message_id=str(message.id),
-        is_private=private,
-    )
+IDENTIFY_SECONDS = 6.0
 
 
 def _retry_after(exc: BaseException) -> float | None:
@@ -93,6 +42,22 @@ def _retry_after(exc: BaseException) -> float | None:
     if isinstance(exc, aiohttp.ClientError | OSError | asyncio.TimeoutError):
         return 1.0
     return None
+
+
+def _client(config: DiscordConfig, intents: discord.Intents) -> discord.Client:
+    """A plain client, or with discord.shard_count an AutoShardedClient running discord.shard_ids
+    (all shards when empty) on one gateway connection each."""
+    options: dict[str, Any] = {
+        "intents": intents,
+        "allowed_mentions": discord.AllowedMentions.none(),
+        "proxy": config.proxy,
+    }
+    if config.shard_count is None:
+        return discord.Client(**options)
+    if config.shard_ids:
+        options["shard_ids"] = list(config.shard_ids)
+    count = None if config.shard_count == "auto" else config.shard_count  # None: Discord recommends
+    return discord.AutoShardedClient(shard_count=count, **options)
 
 
 def _file(attachment: Attachment) -> discord.File:
@@ -112,9 +77,8 @@ class DiscordAdapter(PlatformAdapter):
         intents.guild_messages = True
         intents.dm_messages = True
         intents.message_content = True
-        self.client = discord.Client(
-            intents=intents, allowed_mentions=discord.AllowedMentions.none(), proxy=config.proxy
-        )
+        self.client = _client(config, intents)
+        self._shard_ready: dict[int, bool] = {}
         self.tree = app_commands.CommandTree(self.client)
         for name, description in COMMANDS.items():
             self.tree.add_command(
@@ -127,12 +91,32 @@ class DiscordAdapter(PlatformAdapter):
         async def on_message(message: discord.Message) -> None:
             await self._on_message(message)
 
+        @self.client.event
+        async def on_shard_ready(shard_id: int) -> None:
+            self._shard_ready[shard_id] = True
+
+        @self.client.event
+        async def on_shard_resumed(shard_id: int) -> None:
+            self._shard_ready[shard_id] = True
+
+        @self.client.event
+        async def on_shard_disconnect(shard_id: int) -> None:
+            self._shard_ready[shard_id] = False
+
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
     @property
     def connected(self) -> bool:
-        return self.client.is_ready() and not self.client.is_closed()
+        shards = self.shards
+        return self.client.is_ready() and not self.client.is_closed() and all((shards or {}).values())
+
+    @property
+    def shards(self) -> dict[str, bool] | None:
+        """Whether each shard this process runs is connected (for /healthz); None without sharding."""
+        if not isinstance(self.client, discord.AutoShardedClient):
+            return None
+        return {str(i): self._shard_ready.get(i, False) for i in sorted(self.client.shard_ids or [])}
 
     async def start(self) -> None:
         """Log in and connect the gateway; raises PlatformRejected for a token Discord refuses and
@@ -170,14 +154,19 @@ class DiscordAdapter(PlatformAdapter):
         await self.client.login(self._token)
         self._task = asyncio.create_task(self._gateway(), name="discord-gateway")
         ready = asyncio.create_task(self.client.wait_until_ready())
+        # Discord lets a bot identify one shard per 5 s (per concurrency bucket): more shards, longer.
+        shards = len(self.config.shard_ids) or (
+            self.config.shard_count if isinstance(self.config.shard_count, int) else 1
+        )
+        timeout = READY_TIMEOUT + IDENTIFY_SECONDS * shards
         done, _ = await asyncio.wait(
-            {ready, self._task}, timeout=READY_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+            {ready, self._task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
         )
         if ready not in done:
             ready.cancel()
             if self._task in done:
                 self._task.result()  # raises why the gateway connection ended
-            raise TimeoutError(f"the gateway was not ready after {READY_TIMEOUT:.0f} s")
+            raise TimeoutError(f"the gateway was not ready after {timeout:.0f} s")
         if self.config.slash_commands:
             await with_retries(self.tree.sync, what="discord command sync", retry_after=_retry_after)
 

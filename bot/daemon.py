@@ -107,6 +107,7 @@ class Daemon:
                 host=self.config.http.host,
                 port=self.config.http.port,
                 platforms=lambda: {a.name: a.connected for a in self.adapters},
+                shards=self._shards,
             )
             if self._web is not None:
                 self.http.app.add_routes(self._web.routes())
@@ -122,6 +123,11 @@ class Daemon:
         self._started: list[Adapter] = []
         self._connecting: list[asyncio.Task[None]] = []
         self._recovery: list[asyncio.Future[int]] = []
+
+    def _shards(self) -> dict[str, dict[str, bool]]:
+        """Each sharded platform's shards (Discord with discord.shard_count), for /healthz."""
+        found = {a.name: getattr(a, "shards", None) for a in self.adapters}
+        return {name: shards for name, shards in found.items() if shards is not None}
 
     def _started_adapter(self, name: str) -> Adapter | None:
         return next((a for a in self._started if a.name == name), None)

@@ -21,12 +21,20 @@ logger = logging.getLogger(__name__)
 
 class HttpServer:
     def __init__(
-        self, app: App, *, host: str, port: int, platforms: Callable[[], Mapping[str, bool]] = dict
+        self,
+        app: App,
+        *,
+        host: str,
+        port: int,
+        platforms: Callable[[], Mapping[str, bool]] = dict,
+        shards: Callable[[], Mapping[str, Mapping[str, bool]]] = dict,
     ) -> None:
+        """``platforms``: whether each is connected; ``shards``: each shard of a sharded platform."""
         self.bot = app
         self.host = host
         self.port = port
         self._platforms = platforms
+        self._shards = shards
         self.app = web.Application()
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/metrics", self._metrics)
@@ -48,6 +56,9 @@ class HttpServer:
 
     async def health(self) -> tuple[bool, dict[str, Any]]:
         checks: dict[str, Any] = {"model": False, "database": False, "platforms": dict(self._platforms())}
+        shards = {name: dict(each) for name, each in self._shards().items()}
+        if shards:
+            checks["shards"] = shards
         try:
             checks["model"] = self.bot.worker.ready
             waiting = sorted(self.bot.core.waiting_for_database)

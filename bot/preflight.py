@@ -36,6 +36,8 @@ def _checks(config: Config) -> Iterator[tuple[bool, str]]:
     yield _data_dir(config.data_dir)
     yield _database(config)
     yield _model(config)
+    if config.remote_url() is not None:
+        yield _remote(config.remote_url() or "")
     yield from _classifier(config)
 
 
@@ -93,6 +95,24 @@ def _database(config: Config) -> tuple[bool, str]:
     except MemoryStoreError as exc:
         return False, f"database: {exc}"
     return True, f"database: {shown(parsed)} answers"
+
+
+def _remote(url: str) -> tuple[bool, str]:
+    """The Redis of model.remote answers (the workers themselves are checked by /healthz)."""
+    from bot.remote import connect, unreachable, where
+
+    async def ping() -> None:
+        client = connect(url)
+        try:
+            await client.ping()
+        finally:
+            await client.aclose()
+
+    try:
+        asyncio.run(ping())
+    except Exception as exc:
+        return False, f"model workers: {unreachable(url, exc)}"
+    return True, f"model workers: Redis at {where(url)} answers"
 
 
 def _model(config: Config) -> tuple[bool, str]:

@@ -27,12 +27,14 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from bot.context import ContextModel
 from bot.slots import Admission, WorkerStats, WorkerUnavailable
-from model.settings import Hypothesis
+
+if TYPE_CHECKING:  # not at import: `check-config` reads this module without importing torch
+    from model.settings import Hypothesis
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +82,8 @@ def encode_hypotheses(hypotheses: Sequence[Hypothesis]) -> str:
 
 
 def decode_hypotheses(raw: str) -> list[Hypothesis]:
+    from model.settings import Hypothesis
+
     return [
         Hypothesis(tokens=tuple(tokens), text=text, score=float(score))
         for tokens, text, score in json.loads(raw)

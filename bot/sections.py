@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -202,6 +202,30 @@ class DiscordConfig(PlatformConfig):
     block_guilds: tuple[str, ...] = ()
     # Register /help, /reset, /forget, /export as slash commands at start.
     slash_commands: bool = True
+    # Sharding (required by Discord from 2,500 servers; each shard at most 2,500; DMs arrive on
+    # shard 0). shard_count: how many shards the bot has in all, "auto" for Discord's
+    # recommendation; shard_ids: the ones this process runs (empty: all of them). Unset: no sharding.
+    shard_count: int | Literal["auto"] | None = Field(default=None)
+    shard_ids: tuple[int, ...] = ()
+
+    @field_validator("shard_count")
+    @classmethod
+    def _positive(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be at least 1 (or auto)")
+        return value
+
+    @model_validator(mode="after")
+    def _ids_within_count(self) -> DiscordConfig:
+        if self.shard_ids and not isinstance(self.shard_count, int):
+            raise ValueError("discord.shard_ids needs discord.shard_count: the number of shards in all")
+        if isinstance(self.shard_count, int):
+            outside = [i for i in self.shard_ids if not 0 <= i < self.shard_count]
+            if outside:
+                raise ValueError(f"discord.shard_ids {outside} are not below shard_count {self.shard_count}")
+        if len(set(self.shard_ids)) != len(self.shard_ids):
+            raise ValueError("discord.shard_ids lists a shard twice")
+        return self
 
     @field_validator("allow_guilds", "block_guilds", mode="before")
     @classmethod

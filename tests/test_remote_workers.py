@@ -177,6 +177,9 @@ def test_redis_unreachable_or_unset_is_one_line(tmp_path: Path, blenderbot_dir: 
             f"the model workers' Redis at {dead} cannot be reached" in line and "Connection refused" in line
         )
         assert "model.remote" in line
+    checked = run("--config", str(config), "check-config", cwd=tmp_path)
+    assert checked.returncode == 2
+    assert f"problem  model workers: the model workers' Redis at {dead} cannot be reached" in checked.stdout
     local = write_config(tmp_path, tiny(tmp_path, blenderbot_dir), name="local.yaml")
     line = one_error(run("--config", str(local), "worker", cwd=tmp_path))
     assert "set model.remote" in line and "BLENDERD_REDIS_URL" in line

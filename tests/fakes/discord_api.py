@@ -22,7 +22,7 @@ from tests.fakes.server import FakeServer
 
 BOT_ID = 1000
 APP_ID = 1001
-GUILD_ID = 2000
+GUILD_ID = (1 << 22) + 2000  # a snowflake on shard 1 of 2 ((id >> 22) % 2), DMs on shard 0
 CHANNEL_ID = 2100
 THREAD_ID = 2200
 DM_CHANNEL_ID = 3000
@@ -71,6 +71,8 @@ class FakeDiscord(FakeServer):
         self.identified = asyncio.Event()
         self._ids = itertools.count(10_000)
         self._sockets: list[web.WebSocketResponse] = []
+        self.shard_of: dict[web.WebSocketResponse, tuple[int, int]] = {}  # socket -> (shard id, count)
+        self.recommended_shards = 1  # what GET /gateway/bot recommends
         self._seq = itertools.count(1)
 
     @property
@@ -164,9 +166,14 @@ class FakeDiscord(FakeServer):
         return interaction_id
 
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
+        """Send an event as Discord does: a server's on the shard that has the server
+        ((guild_id >> 22) % shard count), everything else (DMs) on shard 0."""
         await self.identified.wait()
         for ws in self._sockets:
-            if not ws.closed:
+            shard, count = self.shard_of.get(ws, (0, 1))
+            guild = data.get("guild_id")
+            wanted = (int(guild) >> 22) % count if guild is not None else 0
+            if not ws.closed and shard == wanted:
                 await ws.send_str(json.dumps({"op": 0, "t": event, "s": next(self._seq), "d": data}))
 
     def fail_next(self, method: str, path: str, status: int, body: dict[str, Any], times: int = 1) -> None:
@@ -259,18 +266,23 @@ class FakeDiscord(FakeServer):
             if payload["op"] == 1:
                 await ws.send_str(json.dumps({"op": 11}))
             elif payload["op"] == 2:
+                shard, count = payload["d"].get("shard") or (0, 1)
+                self.shard_of[ws] = (shard, count)
+                ours = (GUILD_ID >> 22) % count == shard
                 ready = {
                     "v": 10,
                     "user": self.me,
-                    "guilds": [{"id": str(GUILD_ID), "unavailable": True}],
-                    "session_id": "fake-session",
+                    "guilds": [{"id": str(GUILD_ID), "unavailable": True}] if ours else [],
+                    "session_id": f"fake-session-{shard}",
                     "resume_gateway_url": self.gateway,
                     "application": {"id": str(APP_ID), "flags": 0},
+                    "shard": [shard, count],
                 }
                 await ws.send_str(json.dumps({"op": 0, "t": "READY", "s": next(self._seq), "d": ready}))
-                await ws.send_str(
-                    json.dumps({"op": 0, "t": "GUILD_CREATE", "s": next(self._seq), "d": self._guild()})
-                )
+                if ours:
+                    await ws.send_str(
+                        json.dumps({"op": 0, "t": "GUILD_CREATE", "s": next(self._seq), "d": self._guild()})
+                    )
                 self.identified.set()
         return ws
 
@@ -319,6 +331,11 @@ class FakeDiscord(FakeServer):
             )
         if path == "/gateway":
             return _json({"url": self.gateway})
+        if path == "/gateway/bot":
+            limit = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
+            return _json(
+                {"url": self.gateway, "shards": self.recommended_shards, "session_start_limit": limit}
+            )
         if path.endswith("/typing"):
             return web.Response(status=204)
         if request.method == "PUT" and path == f"/applications/{APP_ID}/commands":
