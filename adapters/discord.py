@@ -116,7 +116,8 @@ class DiscordAdapter(PlatformAdapter):
         """Whether each shard this process runs is connected (for /healthz); None without sharding."""
         if not isinstance(self.client, discord.AutoShardedClient):
             return None
-        return {str(i): self._shard_ready.get(i, False) for i in sorted(self.client.shard_ids or [])}
+        running = set(self.client.shard_ids or ()) | set(self.client.shards) | set(self._shard_ready)
+        return {str(i): self._shard_ready.get(i, False) for i in sorted(running)}
 
     async def start(self) -> None:
         """Log in and connect the gateway; raises PlatformRejected for a token Discord refuses and
