@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import os
 import random
+import shutil
 import signal
 import statistics
 import sys
@@ -138,7 +139,9 @@ async def wait_healthy(http: aiohttp.ClientSession, port: int, limit: float = 18
         except aiohttp.ClientError:
             pass
         await asyncio.sleep(0.2)
-    raise SystemExit(f"the daemon on port {port} never became healthy")
+    raise SystemExit(
+        f"the daemon on port {port} never became healthy (its log: daemon*/log; --keep keeps it)"
+    )
 
 
 class Load:
@@ -223,12 +226,12 @@ async def fresh(url: str, name: str) -> str:
     return server.set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False)
 
 
-async def wait_for(check: Any, limit: float) -> bool:
+async def wait_for(check: Any, limit: float, every: float = 0.1) -> bool:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         if check():
             return True
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(every)
     return False
 
 
@@ -295,7 +298,7 @@ async def latency(args: argparse.Namespace, tmp: Path, checkpoint: Path, remote:
                 fake.updates.clear()
                 began = time.monotonic()
                 await post(http, port, {"update_id": i + 1, "message": message})
-                await wait_for(lambda chat=chat: bool(fake.sent("sendMessage", chat)), 60)
+                await wait_for(lambda chat=chat: bool(fake.sent("sendMessage", chat)), 60, every=0.001)
                 if i >= 5:
                     seconds.append(time.monotonic() - began)
     finally:
@@ -320,18 +323,22 @@ async def main() -> None:
     parser.add_argument("--postgres-url", default=os.environ.get("BLENDERD_TEST_POSTGRES_URL"))
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--limit-s", type=float, default=600, help="the most any run waits for its replies")
+    parser.add_argument("--keep", action="store_true", help="keep the processes' folders and logs")
     args = parser.parse_args()
     if not args.postgres_url:
         raise SystemExit("--postgres-url (or BLENDERD_TEST_POSTGRES_URL) is needed: the replicas share it")
     random.seed(1)
     print(f"cpu: {os.cpu_count()} cores, flags: {cpu_flags()}")
-    with tempfile.TemporaryDirectory(prefix="blenderd-scale-") as name:
-        tmp = Path(name)
+    tmp = Path(tempfile.mkdtemp(prefix="blenderd-scale-"))
+    try:
         checkpoint = build_blenderbot(tmp / "checkpoint")
         rows = [await one_run(args, tmp, checkpoint, n, kill=False) for n in args.workers]
         rows.append(await one_run(args, tmp, checkpoint, 2, kill=True))
         local = await latency(args, tmp, checkpoint, None)
         remote = await latency(args, tmp, checkpoint, args.redis)
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
     base = next((r["sent"] / r["seconds"] for r in rows if r["workers"] == 1 and not r["killed"]), None)
     print(f"{args.people} people x {args.messages} messages, 2 daemon replicas on one PostgreSQL")
     print("workers  killed  sent  replies  lost  duplicated  out_of_order  seconds  replies/s  vs 1 worker")

@@ -151,6 +151,7 @@ def _configure_postgres(engine: AsyncEngine) -> None:
 
 
 READ_ONLY = "blenderd_read_only"
+_MIGRATING = {"n": "blenderd:migrations"}
 
 
 def _upgrade(connection: Connection) -> None:
@@ -177,6 +178,10 @@ async def connect(url: str, *, migrate: bool) -> AsyncEngine:
     try:
         async with engine.begin() as connection:
             if migrate:
+                if backend != "sqlite":  # daemons starting together on one server migrate one at a time
+                    await connection.execute(
+                        text("SELECT pg_advisory_xact_lock(hashtextextended(:n, 0))"), _MIGRATING
+                    )
                 await connection.run_sync(_upgrade)
             else:
                 await connection.execute(text("SELECT 1"))

@@ -27,7 +27,14 @@ class Replica:
 
 
 async def replica(
-    tmp_path: Path, name: str, checkpoint: Path, fake: FakeTelegram, database: str, **sections: Any
+    tmp_path: Path,
+    name: str,
+    checkpoint: Path,
+    fake: FakeTelegram,
+    database: str,
+    *,
+    wait: bool = True,
+    **sections: Any,
 ) -> Replica:
     port = closed_port()
     folder = tmp_path / name
@@ -49,7 +56,8 @@ async def replica(
     config = write_config(folder, raw)
     process = await start("--config", str(config), "run", cwd=folder, log=folder / "daemon.log", env=env)
     r = Replica(folder, process, port)
-    await wait_healthy(port, process, r.log)
+    if wait:
+        await wait_healthy(port, process, r.log)
     return r
 
 
@@ -77,7 +85,12 @@ async def test_one_conversation_is_answered_in_order_across_replicas(
     await fake.start()
     replicas: list[Replica] = []
     try:
-        replicas = [await replica(tmp_path, n, heavy_blenderbot_dir, fake, fresh_postgres) for n in "ab"]
+        # Started together on an empty database: they migrate it one at a time.
+        replicas = [
+            await replica(tmp_path, n, heavy_blenderbot_dir, fake, fresh_postgres, wait=False) for n in "ab"
+        ]
+        for r in replicas:
+            await wait_healthy(r.port, r.process, r.log)
         chat = fake.chat(7)
         fake.send(chat, 7, "the first message, to replica a")
         assert await fake.post_updates(replicas[0].hook) == [200]
