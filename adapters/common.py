@@ -20,8 +20,8 @@ from typing import TypeVar
 from adapters.intake import Intake
 from bot.core import ChatCore, Deliver
 from bot.messages import Attachment, Incoming, Reply
+from bot.platform_sections import PlatformConfig
 from bot.replies import UNSTORABLE
-from bot.sections import PlatformConfig
 
 logger = logging.getLogger(__name__)
 

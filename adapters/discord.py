@@ -25,7 +25,7 @@ from bot.commands import COMMANDS
 from bot.core import ChatCore, Deliver
 from bot.daemon import PlatformRejected, PlatformUnreachable
 from bot.messages import Attachment, Incoming, Reply
-from bot.sections import DiscordConfig
+from bot.platform_sections import DiscordConfig
 
 logger = logging.getLogger(__name__)
 

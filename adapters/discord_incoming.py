@@ -9,7 +9,7 @@ import discord
 
 from adapters.common import admitted, strip_prefix
 from bot.messages import Incoming
-from bot.sections import DiscordConfig
+from bot.platform_sections import DiscordConfig
 
 PLATFORM = "discord"
 _USER_MESSAGES = (discord.MessageType.default, discord.MessageType.reply)

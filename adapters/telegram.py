@@ -35,7 +35,7 @@ from bot.commands import COMMANDS
 from bot.core import ChatCore, Deliver
 from bot.daemon import PlatformRejected, PlatformUnreachable
 from bot.messages import Attachment, Incoming, Reply
-from bot.sections import TelegramConfig
+from bot.platform_sections import TelegramConfig
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from telegram.constants import ChatType
 
 from adapters.common import admitted, strip_prefix
 from bot.messages import Incoming
-from bot.sections import TelegramConfig
+from bot.platform_sections import TelegramConfig
 
 PLATFORM = "telegram"
 _MEDIA = (

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from bot.core import ChatCore, Deliver
 from bot.messages import Incoming
-from bot.sections import WebConfig
+from bot.platform_sections import WebConfig
 from memory import ConversationKey, is_outage
 
 logger = logging.getLogger(__name__)

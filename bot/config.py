@@ -16,10 +16,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError, ValidationInfo, field_validator
 
+from bot.platform_sections import DiscordConfig, TelegramConfig, WebConfig
 from bot.sections import (
     ConsoleConfig,
     DatabaseConfig,
-    DiscordConfig,
     HttpConfig,
     LoggingConfig,
     MemoryConfig,
@@ -29,8 +29,6 @@ from bot.sections import (
     SafetyConfig,
     Section,
     ShutdownConfig,
-    TelegramConfig,
-    WebConfig,
     WorkerConfig,
     relative_to_config,
 )
