@@ -9,7 +9,9 @@ model (variables with their dtype policy and device, weight tracking, ``get_conf
 tensors, called as ``layer.call(...)``: on the torch backend ``keras.ops`` adds about 50 µs per op
 and ``Layer.__call__`` about 150 µs per call, and one decoded token of 400M-distill runs ~150 of
 them, more than its matmuls cost. This is why the backend must be torch: it is set here, the one
-place, before keras is first imported (no other package of the project imports keras).
+place, before keras is first imported (no other package of the project imports keras), and
+checked where the layers are (:mod:`model.layers`). Keras and torch are imported only with the
+model itself: settings, results and the tokenizer do without them.
 
 The layout, as keras-hub: ``layers/`` (primitives, attention with its KV-cache contract, the
 transformer layers), ``backbone.py`` (the network), ``generation.py`` and ``beam_search.py``
@@ -26,16 +28,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
-
-if keras.backend.backend() != "torch":
-    raise ImportError(
-        f"blenderd needs Keras on the torch backend; KERAS_BACKEND is {keras.backend.backend()!r}"
-    )
-
-from model.blenderbot import DTYPES, Blenderbot
 from model.errors import (
     CacheContractError,
     CheckpointError,
@@ -48,6 +42,9 @@ from model.errors import (
 from model.hub import resolve
 from model.settings import GenerationSettings, Hypothesis
 from model.tokenizer import TokenizerOnly
+
+if TYPE_CHECKING:
+    from model.blenderbot import DTYPES, Blenderbot
 
 __all__ = [
     "DTYPES",
@@ -67,6 +64,16 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    """``Blenderbot`` and ``DTYPES`` import keras and torch, so only when first asked for: settings,
+    results and the tokenizer (a daemon whose model runs in remote workers) never import them."""
+    if name in ("Blenderbot", "DTYPES"):
+        from model import blenderbot
+
+        return getattr(blenderbot, name)
+    raise AttributeError(f"module 'model' has no attribute {name!r}")
+
+
 def load(
     source: str | Path,
     *,
@@ -81,6 +88,8 @@ def load(
 
     ``generation`` and ``candidates`` set how :meth:`Blenderbot.generate` searches by default.
     """
+    from model.blenderbot import Blenderbot
+
     folder = resolve(str(source), Path(data_dir), download=download)
     return Blenderbot(folder, device=device, dtype=dtype, generation=generation, candidates=candidates)
 

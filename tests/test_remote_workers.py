@@ -85,6 +85,9 @@ async def test_the_daemon_loads_no_model_and_workers_answer(
             fake.send(fake.chat(chat), chat, f"tell me something, number {chat}")
         await fake.wait_for(lambda: all(replies(fake, c) for c in (1, 2, 3, 4)), timeout=90)
         assert all(len(replies(fake, c)) == 1 for c in (1, 2, 3, 4))
+        mapped = Path(f"/proc/{daemon.pid}/maps").read_text()
+        assert "libtorch" not in mapped  # the daemon never imported torch: the tokenizer is all it needs
+        assert "libtorch" in Path(f"/proc/{workers[0][0].pid}/maps").read_text()
         assert await stop(daemon) == 0
         for worker, _ in workers:
             assert await stop(worker) == 0
