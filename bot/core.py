@@ -69,6 +69,7 @@ class ChatCore:
         self.inbox = Inbox(self.memory)
         self.limiter = RateLimiter(config.rate_limit.messages, config.rate_limit.per_seconds)
         self._order = ConversationOrder()
+        self._deliveries: dict[str, tuple[DeliverTo, str | None]] = {}
         self.waiting_for_database: set[str] = set()  # intakes paused by a database outage
         self._accepting = True
         self._inflight: set[asyncio.Task[object]] = set()
@@ -182,14 +183,48 @@ class ChatCore:
 
     async def _answer(
         self, job: _Job, inbox_id: int | None, deliver: Deliver | None, slot: Slot | None
-    ) -> Reply:
+    ) -> Reply | None:
         """The one way from a message to its sent reply: the pipeline (holding ``slot``, given back
-        when it is done), then delivery, then the inbox."""
-        async with self.memory.locks.conversation(job.key):  # one at a time across daemons too
-            async with slot or contextlib.nullcontext():
-                reply = await self.pipeline.respond(job.key, job.text, job.command, inbox_id)
+        when it is done), then delivery, then the inbox. None when another daemon answered it.
+
+        Under the conversation's lock (one message at a time across daemons on one PostgreSQL),
+        messages of the conversation that other daemons accepted earlier and have not answered
+        yet are answered first, so the conversation keeps its order whichever daemon took what.
+        """
+        async with self.memory.locks.conversation(job.key), slot or contextlib.nullcontext():
+            if inbox_id is not None and self.memory.locks.shared:
+                for earlier in await self.inbox.earlier(job.key, inbox_id):
+                    await self._answer_for_another(earlier)
+                if not await self.inbox.is_pending(inbox_id):
+                    return None  # answered by the daemon that held the lock before us
+            reply = await self.pipeline.respond(job.key, job.text, job.command, inbox_id)
             await self._send(reply, deliver, inbox_id, "answered")
         return reply
+
+    def attach(self, platform: str, deliver_to: DeliverTo, bot_username: str | None = None) -> None:
+        """How to answer ``platform``'s messages that this daemon did not take itself (recovered,
+        or accepted by another daemon earlier in a conversation this one answers now)."""
+        self._deliveries[platform] = (deliver_to, bot_username)
+
+    async def _answer_for_another(self, item: Unanswered) -> None:
+        """Answer a message another daemon accepted (under its conversation's lock and this
+        message's place at the model); one that fails stays pending for its own daemon."""
+        attached = self._deliveries.get(item.message.platform)
+        if attached is None:
+            return
+        deliver_to, username = attached
+        try:
+            await self.inbox.discard_attempt(item.inbox_id)
+            job = _job(item.message, username)
+            if job is None:
+                await self.inbox.settle(item.inbox_id, "ignored")
+                return
+            reply = await self.pipeline.respond(job.key, job.text, job.command, item.inbox_id)
+            await self._send(reply, deliver_to(item.message), item.inbox_id, "answered")
+        except Exception:
+            logger.exception(
+                "answering an earlier %s message of the conversation failed", item.message.platform
+            )
 
     async def _send(
         self, reply: Reply, deliver: Deliver | None, inbox_id: int | None, outcome: Outcome
@@ -220,6 +255,7 @@ class ChatCore:
         wait behind the recovered ones. One older than ``missed_after`` seconds gets a note that it
         was missed instead of an answer.
         """
+        self.attach(platform, deliver_to, bot_username)
         found = await self.inbox.unanswered(platform)
         if found:
             logger.info("recovering %d unanswered %s messages", sum(map(len, found.values())), platform)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from bot.messages import Incoming
-from memory import ConversationKey, MemoryStore
+from memory import ConversationKey, MemoryStore, PendingMessage
 
 logger = logging.getLogger(__name__)
 
@@ -66,13 +66,25 @@ class Inbox:
         """The messages of ``platform`` never settled, by conversation, oldest first."""
         found: dict[ConversationKey, list[Unanswered]] = defaultdict(list)
         for row in await self._memory.pending(platform):
-            message = Incoming(
-                platform=row.platform,
-                chat_id=row.chat_id,
-                user_id=row.user_id,
-                text=row.text,
-                message_id=row.message_id,
-                is_private=row.is_private,
-            )
-            found[key_of(message)].append(Unanswered(row.inbox_id, message, row.received_at))
+            item = _unanswered(row)
+            found[key_of(item.message)].append(item)
         return found
+
+    async def earlier(self, key: ConversationKey, inbox_id: int) -> list[Unanswered]:
+        """The conversation's messages accepted before ``inbox_id``, by any daemon, not answered yet."""
+        return [_unanswered(row) for row in await self._memory.pending_before(key, inbox_id)]
+
+    async def is_pending(self, inbox_id: int) -> bool:
+        return await self._memory.is_pending(inbox_id)
+
+
+def _unanswered(row: PendingMessage) -> Unanswered:
+    message = Incoming(
+        platform=row.platform,
+        chat_id=row.chat_id,
+        user_id=row.user_id,
+        text=row.text,
+        message_id=row.message_id,
+        is_private=row.is_private,
+    )
+    return Unanswered(row.inbox_id, message, row.received_at)

@@ -92,22 +92,42 @@ class InboxRows:
             rows = (
                 await session.scalars(select(InboxMessage).where(waiting & mine).order_by(InboxMessage.id))
             ).all()
-            return [
-                PendingMessage(
-                    r.id,
-                    r.platform,
-                    r.chat_id,
-                    r.user_id,
-                    r.message_id,
-                    r.is_private,
-                    r.text,
-                    aware(r.received_at),
+            return [_pending(r) for r in rows]
+
+    @runs_to_end
+    async def pending_before(self, key: ConversationKey, inbox_id: int) -> list[PendingMessage]:
+        """The conversation's messages accepted before ``inbox_id`` (by any daemon) and not
+        answered yet, oldest first."""
+        async with self._reading() as session:
+            rows = (
+                await session.scalars(
+                    select(InboxMessage)
+                    .where(
+                        InboxMessage.platform == key.platform,
+                        InboxMessage.chat_id == key.chat_id,
+                        InboxMessage.user_id == key.user_id,
+                        InboxMessage.status == "pending",
+                        InboxMessage.id < inbox_id,
+                    )
+                    .order_by(InboxMessage.id)
                 )
-                for r in rows
-            ]
+            ).all()
+            return [_pending(r) for r in rows]
+
+    @runs_to_end
+    async def is_pending(self, inbox_id: int) -> bool:
+        async with self._reading() as session:
+            status = await session.scalar(select(InboxMessage.status).where(InboxMessage.id == inbox_id))
+            return status == "pending"
 
     @runs_to_end
     async def drop_turns_of(self, inbox_id: int) -> None:
         """Remove turns a crashed attempt stored for this message, before it is processed again."""
         async with self._sessions.begin() as session:
             await session.execute(delete(Turn).where(Turn.inbox_id == inbox_id))
+
+
+def _pending(r: InboxMessage) -> PendingMessage:
+    return PendingMessage(
+        r.id, r.platform, r.chat_id, r.user_id, r.message_id, r.is_private, r.text, aware(r.received_at)
+    )

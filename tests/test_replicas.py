@@ -150,3 +150,43 @@ async def test_a_dead_replicas_messages_are_recovered_by_one_other_and_a_live_on
         await fake.stop()
     assert "recovering 1 unanswered telegram messages" in c.log.read_text()
     assert "recovering" not in b.log.read_text()
+
+
+async def test_a_daemon_answers_an_earlier_message_another_accepted_first(
+    tmp_path: Path, blenderbot_dir: Path, fresh_postgres: str
+) -> None:
+    """Two daemons (two Apps on one database): b gets the conversation's lock first, for a message
+    accepted after one that a accepted; b answers a's first, then its own, and a has nothing left."""
+    from bot.app import App
+    from bot.messages import Incoming, Reply
+    from tests.helpers import tiny_config
+
+    apps = [App(tiny_config(tmp_path / n, blenderbot_dir, database={"url": fresh_postgres})) for n in "ab"]
+    for app in apps:
+        await app.start()
+    sent: list[tuple[str | None, str]] = []
+
+    def deliver_to(message: Incoming) -> Any:
+        async def deliver(reply: Reply) -> None:
+            sent.append((message.message_id, reply.text))
+
+        return deliver
+
+    try:
+        a, b = (app.core for app in apps)
+        for core in (a, b):
+            core.attach("telegram", deliver_to)
+        first = Incoming("telegram", "7", "7", "the first message", message_id="1")
+        second = Incoming("telegram", "7", "7", "the second message", message_id="2")
+        _, first_id = await a.accept(first)
+        _, second_id = await b.accept(second)
+        assert first_id is not None and second_id is not None and first_id < second_id
+        assert await b.handle(second, deliver=deliver_to(second), accepted=second_id) is not None
+        assert await a.handle(first, deliver=deliver_to(first), accepted=first_id) is None  # done already
+    finally:
+        for app in apps:
+            await app.stop()
+    assert [message_id for message_id, _ in sent] == ["1", "2"]
+    stored = await turns(fresh_postgres, 7)
+    assert [role for role, _ in stored] == ["user", "bot", "user", "bot"]
+    assert [text for role, text in stored if role == "user"] == ["the first message", "the second message"]
