@@ -43,6 +43,23 @@ TOKEN = "4242:SCALE-TOKEN-abcdefgh"
 SECRET = "scale-secret-0123456789"
 HOOK = "/telegram/webhook"
 ROOT = Path(__file__).resolve().parent.parent
+# tiny: the test suite's checkpoint (the model is a small part of each reply's cost); mid: a
+# bigger random one (d_model 256, 6 decoder layers) with beam search, where the model dominates.
+SHAPES: dict[str, dict[str, Any] | None] = {
+    "tiny": None,
+    "mid": {
+        "d_model": 256,
+        "encoder_ffn_dim": 1024,
+        "decoder_ffn_dim": 1024,
+        "decoder_layers": 6,
+        "encoder_attention_heads": 4,
+        "decoder_attention_heads": 4,
+    },
+}
+GENERATION: dict[str, dict[str, Any]] = {
+    "tiny": {"num_beams": 1, "max_length": 12},
+    "mid": {"num_beams": 4, "min_length": 20, "max_length": 20},
+}
 
 
 def free_port() -> int:
@@ -56,7 +73,17 @@ def free_port() -> int:
 class Cluster:
     """Daemons and workers started from config files, as a self-hoster starts them."""
 
-    def __init__(self, tmp: Path, checkpoint: Path, fake: FakeTelegram, database: str, remote: str | None):
+    def __init__(
+        self,
+        tmp: Path,
+        checkpoint: Path,
+        fake: FakeTelegram,
+        database: str,
+        remote: str | None,
+        *,
+        generation: dict[str, Any] | None = None,
+        worker_threads: int | None = None,
+    ):
         self.tmp, self.fake = tmp, fake
         self.raw: dict[str, Any] = {
             "data_dir": str(tmp / "data"),
@@ -64,7 +91,7 @@ class Cluster:
                 "source": str(checkpoint),
                 "device": "cpu",
                 "dtype": "float32",
-                "generation": {"num_beams": 1, "max_length": 12},
+                "generation": generation or {"num_beams": 1, "max_length": 12},
                 "remote": remote,
                 "timeout_seconds": 300,
             },
@@ -88,8 +115,12 @@ class Cluster:
         self.env.update(TELEGRAM_TOKEN=TOKEN, TELEGRAM_WEBHOOK_SECRET=SECRET, PYTHONPATH=str(ROOT))
         self.daemons: list[tuple[asyncio.subprocess.Process, int]] = []
         self.workers: list[asyncio.subprocess.Process] = []
+        self.worker_threads = worker_threads  # torch threads per worker (one worker per core)
 
     async def _start(self, name: str, command: str, raw: dict[str, Any]) -> asyncio.subprocess.Process:
+        env = dict(self.env)
+        if command == "worker" and self.worker_threads:
+            env.update(OMP_NUM_THREADS=str(self.worker_threads), MKL_NUM_THREADS=str(self.worker_threads))
         folder = self.tmp / name
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "config.yaml").write_text(yaml.safe_dump(raw))
@@ -243,7 +274,15 @@ async def one_run(
     database = await fresh(args.postgres_url, f"blenderd_scale_{workers}_{int(kill)}")
     client = redis.from_url(args.redis)
     await client.flushdb()
-    cluster = Cluster(tmp / f"run{workers}{int(kill)}", checkpoint, fake, database, args.redis)
+    cluster = Cluster(
+        tmp / f"run{workers}{int(kill)}",
+        checkpoint,
+        fake,
+        database,
+        args.redis,
+        generation=GENERATION[args.checkpoint],
+        worker_threads=args.worker_threads,
+    )
     try:
         await cluster.start(daemons=2, workers=workers)
         load = Load(fake, [port for _, port in cluster.daemons], args.people, args.messages, base=10_000)
@@ -282,7 +321,15 @@ async def latency(args: argparse.Namespace, tmp: Path, checkpoint: Path, remote:
     fake = FakeTelegram(token=TOKEN)
     await fake.start()
     database = await fresh(args.postgres_url, f"blenderd_latency_{'remote' if remote else 'local'}")
-    cluster = Cluster(tmp / f"latency{'r' if remote else 'l'}", checkpoint, fake, database, remote)
+    cluster = Cluster(
+        tmp / f"latency{'r' if remote else 'l'}",
+        checkpoint,
+        fake,
+        database,
+        remote,
+        generation=GENERATION[args.checkpoint],
+        worker_threads=args.worker_threads,
+    )
     if remote:
         client = redis.from_url(remote)
         await client.flushdb()
@@ -324,6 +371,10 @@ async def main() -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--limit-s", type=float, default=600, help="the most any run waits for its replies")
     parser.add_argument("--keep", action="store_true", help="keep the processes' folders and logs")
+    parser.add_argument("--checkpoint", choices=sorted(SHAPES), default="tiny")
+    parser.add_argument(
+        "--worker-threads", type=int, default=None, help="torch threads per worker (OMP_NUM_THREADS)"
+    )
     args = parser.parse_args()
     if not args.postgres_url:
         raise SystemExit("--postgres-url (or BLENDERD_TEST_POSTGRES_URL) is needed: the replicas share it")
@@ -331,7 +382,7 @@ async def main() -> None:
     print(f"cpu: {os.cpu_count()} cores, flags: {cpu_flags()}")
     tmp = Path(tempfile.mkdtemp(prefix="blenderd-scale-"))
     try:
-        checkpoint = build_blenderbot(tmp / "checkpoint")
+        checkpoint = build_blenderbot(tmp / "checkpoint", shape=SHAPES[args.checkpoint])
         rows = [await one_run(args, tmp, checkpoint, n, kill=False) for n in args.workers]
         rows.append(await one_run(args, tmp, checkpoint, 2, kill=True))
         local = await latency(args, tmp, checkpoint, None)
@@ -340,7 +391,11 @@ async def main() -> None:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     base = next((r["sent"] / r["seconds"] for r in rows if r["workers"] == 1 and not r["killed"]), None)
-    print(f"{args.people} people x {args.messages} messages, 2 daemon replicas on one PostgreSQL")
+    threads = f", {args.worker_threads} torch thread(s) per worker" if args.worker_threads else ""
+    print(
+        f"{args.people} people x {args.messages} messages, 2 daemon replicas on one PostgreSQL, "
+        f"{args.checkpoint} checkpoint {GENERATION[args.checkpoint]}{threads}"
+    )
     print("workers  killed  sent  replies  lost  duplicated  out_of_order  seconds  replies/s  vs 1 worker")
     for r in rows:
         rate = r["replies"] / r["seconds"]
