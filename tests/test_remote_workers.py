@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import redis.asyncio as redis
 
@@ -225,3 +226,41 @@ async def test_without_a_worker_a_message_times_out_and_its_job_is_dropped_later
         await fake.stop()
     assert "stopped after 1 jobs" in worker_log.read_text()  # the expired job was dropped, not generated
     assert "generation timed out after 2 s" in log.read_text()
+
+
+async def test_busy_and_metrics_with_remote_workers(
+    tmp_path: Path, blenderbot_dir: Path, redis_url: str
+) -> None:
+    """One place per daemon (worker.queue_size: 1) and no worker yet: the first message holds the
+    place until its timeout, the second is told "busy" at once; /metrics counts both."""
+    fake = FakeTelegram(token=TOKEN)
+    await fake.start()
+    port = closed_port()
+    raw = with_telegram(
+        tmp_path,
+        blenderbot_dir,
+        fake.base_url,
+        port,
+        model={"remote": redis_url, "timeout_seconds": 5},
+        worker={"queue_size": 1},
+    )
+    log = tmp_path / "daemon.log"
+    env = offline_env(TELEGRAM_TOKEN=TOKEN)
+    daemon = await start("--config", str(write_config(tmp_path, raw)), "run", cwd=tmp_path, log=log, env=env)
+    try:
+        await wait_for_log(log, "telegram is taking messages", daemon)
+        fake.send(fake.chat(41), 41, "the first, waiting for a worker")
+        await fake.wait_for(lambda: bool(fake.sent("sendChatAction", 41)), timeout=60)
+        fake.send(fake.chat(42), 42, "the second, while the only place is taken")
+        await fake.wait_for(lambda: bool(replies(fake, 42)), timeout=60)
+        assert replies(fake, 42) == [says.BUSY] and replies(fake, 41) == []
+        await fake.wait_for(lambda: bool(replies(fake, 41)), timeout=60)
+        assert replies(fake, 41) == [says.TIMEOUT]
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as response:
+            metrics = await response.text()
+        assert "blenderd_busy_replies_total 1.0" in metrics
+        assert 'blenderd_errors_total{kind="timeout"} 1.0' in metrics
+        assert await stop(daemon) == 0
+    finally:
+        await stop(daemon)
+        await fake.stop()
