@@ -115,6 +115,7 @@ class RemoteWorker(Admission):
         self.workers = 0  # live workers, as last seen
         self.stats = WorkerStats()  # requests answered (batches are the workers' business)
         self._reachable = False
+        self._stopping = asyncio.Event()
 
     async def start(self) -> None:
         """Connect to Redis and load the tokenizer; raises RemoteError when Redis cannot be reached."""
@@ -143,13 +144,20 @@ class RemoteWorker(Admission):
         self._close_admission()
         if self._waiting:
             await asyncio.wait(set(self._waiting.values()), timeout=timeout)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # The reader stops between two reads (each waits at most a second): a Redis command is
+        # never cancelled half-way. Every step is bounded.
+        self._stopping.set()
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=3.0)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=2.0)
         if self._redis is not None:
             with contextlib.suppress(Exception):
-                await self._redis.delete(self._reply_key)
-            await self._redis.aclose()
+                await asyncio.wait_for(self._redis.delete(self._reply_key), 2.0)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._redis.aclose(), 2.0)
             self._redis = None
 
     @property
@@ -183,7 +191,7 @@ class RemoteWorker(Admission):
 
     async def _read_replies(self) -> None:
         last, delay = "0-0", 0.5
-        while True:
+        while not self._stopping.is_set():
             try:
                 got = await self._redis.xread({self._reply_key: last}, count=256, block=1000)
                 await self._redis.expire(self._reply_key, REPLY_KEEP_SECONDS)
@@ -194,7 +202,7 @@ class RemoteWorker(Admission):
                 logger.warning(
                     "the model workers' Redis is unavailable (%s); retrying in %.1f s", _reason(exc), delay
                 )
-                await asyncio.sleep(delay)
+                await self._pause(delay)
                 delay = min(delay * 2, 5.0)
                 continue
             self._reachable, delay = True, 0.5
@@ -226,9 +234,16 @@ class RemoteWorker(Admission):
             )
         self.workers = found
 
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less when the worker stops."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
     async def _watch_workers(self) -> None:
-        while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+        while not self._stopping.is_set():
+            await self._pause(HEARTBEAT_SECONDS)
+            if self._stopping.is_set():
+                return
             try:
                 await self._count_workers()
             except asyncio.CancelledError:

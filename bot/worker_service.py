@@ -53,6 +53,8 @@ class WorkerService:
         self._local: ModelWorker | None = None
         self._jobs: dict[str, asyncio.Task[None]] = {}  # entry id -> the task answering it
         self._room = asyncio.Event()  # set while fewer than queue_size jobs are in hand
+        self._stopping = asyncio.Event()  # no more reads
+        self._beating = asyncio.Event()  # set: no more heartbeats
         self.answered = 0
 
     async def serve(self, should_exit: asyncio.Event) -> None:
@@ -71,24 +73,27 @@ class WorkerService:
         self._room.set()
         logger.info("worker %s takes jobs from %s", self.name, where(self.url))
         reading = asyncio.create_task(self._read(), name="worker-read")
+        exit_wait = asyncio.create_task(should_exit.wait())
         try:
-            await asyncio.wait(
-                {reading, asyncio.create_task(should_exit.wait())}, return_when=asyncio.FIRST_COMPLETED
-            )
+            await asyncio.wait({reading, exit_wait}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            reading.cancel()
-            await asyncio.gather(reading, return_exceptions=True)
+            # Stop reading between two reads (a read waits at most BLOCK_MS): a Redis command is
+            # never cancelled half-way. Every step below is bounded, so the process always exits.
+            self._stopping.set()
+            exit_wait.cancel()
+            await _ended(reading, BLOCK_MS / 1000 + 2.0)
             if reading.done() and not reading.cancelled() and reading.exception() is not None:
                 logger.error("the worker stopped reading jobs: %s", reading.exception())
             if self._jobs:
                 logger.info("finishing %d jobs in hand", len(self._jobs))
                 await asyncio.wait(set(self._jobs.values()), timeout=c.shutdown.grace_seconds)
-            beat.cancel()
-            await asyncio.gather(beat, return_exceptions=True)
+            self._beating.set()
+            await _ended(beat, HEARTBEAT_SECONDS + 2.0)
             await self._local.stop(timeout=1.0)
             with contextlib.suppress(Exception):
-                await self._redis.delete(HEARTBEAT + self.name)
-            await self._redis.aclose()
+                await asyncio.wait_for(self._redis.delete(HEARTBEAT + self.name), 2.0)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._redis.aclose(), 2.0)
             logger.info("worker %s stopped after %d jobs", self.name, self.answered)
 
     async def _join(self) -> None:
@@ -106,8 +111,10 @@ class WorkerService:
     async def _read(self) -> None:
         claim_ms = int(self.config.worker.claim_after_seconds * 1000)
         delay = 0.5
-        while True:
-            await self._room.wait()
+        while not self._stopping.is_set():
+            await _first(self._room.wait(), self._stopping.wait())
+            if self._stopping.is_set():
+                return
             room = self.config.worker.queue_size - len(self._jobs)
             try:
                 _next, claimed, *_ = await self._redis.xautoclaim(
@@ -125,7 +132,7 @@ class WorkerService:
                 raise
             except Exception as exc:
                 logger.warning("reading jobs failed (%s); retrying in %.1f s", exc.__class__.__name__, delay)
-                await asyncio.sleep(delay)
+                await _first(asyncio.sleep(delay), self._stopping.wait())
                 delay = min(delay * 2, 5.0)
                 continue
             delay = 0.5
@@ -177,7 +184,7 @@ class WorkerService:
 
     async def _heartbeat(self) -> None:
         """Say this worker is alive, and renew the jobs in hand so no other worker claims them."""
-        while True:
+        while not self._beating.is_set():
             try:
                 info = json.dumps({"jobs": len(self._jobs), "answered": self.answered})
                 await self._redis.set(HEARTBEAT + self.name, info, ex=int(HEARTBEAT_SECONDS * 3) + 1)
@@ -187,7 +194,27 @@ class WorkerService:
                 raise
             except Exception as exc:
                 logger.debug("heartbeat failed: %s", exc.__class__.__name__)
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+            await _first(asyncio.sleep(HEARTBEAT_SECONDS), self._beating.wait())
+
+
+async def _first(*steps: Any) -> None:
+    """Wait for the first of ``steps`` (coroutines) to finish; cancel the others (none of them is a
+    Redis command)."""
+    tasks = [asyncio.ensure_future(step) for step in steps]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _ended(task: asyncio.Task[None], seconds: float) -> None:
+    """Let ``task`` end by itself within ``seconds``, else cancel it (and wait at most 2 s more)."""
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        await asyncio.wait({task}, timeout=2.0)
 
 
 async def run_worker(config: Config) -> None:
