@@ -36,7 +36,8 @@ import redis.asyncio as redis
 import yaml
 
 from benchmarks.machine import cpu_flags
-from tests.checkpoints import build_blenderbot
+from tests.checkpoints import HEAVY_SHAPE, build_blenderbot
+from tests.cli import closed_port, wait_healthy
 from tests.fakes.telegram_api import FakeTelegram
 
 TOKEN = "4242:SCALE-TOKEN-abcdefgh"
@@ -45,29 +46,11 @@ HOOK = "/telegram/webhook"
 ROOT = Path(__file__).resolve().parent.parent
 # tiny: the test suite's checkpoint (the model is a small part of each reply's cost); mid: a
 # bigger random one (d_model 256, 6 decoder layers) with beam search, where the model dominates.
-SHAPES: dict[str, dict[str, Any] | None] = {
-    "tiny": None,
-    "mid": {
-        "d_model": 256,
-        "encoder_ffn_dim": 1024,
-        "decoder_ffn_dim": 1024,
-        "decoder_layers": 6,
-        "encoder_attention_heads": 4,
-        "decoder_attention_heads": 4,
-    },
-}
+SHAPES: dict[str, dict[str, Any] | None] = {"tiny": None, "mid": HEAVY_SHAPE}
 GENERATION: dict[str, dict[str, Any]] = {
     "tiny": {"num_beams": 1, "max_length": 12},
     "mid": {"num_beams": 4, "min_length": 20, "max_length": 20},
 }
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Cluster:
@@ -133,7 +116,7 @@ class Cluster:
             str(folder / "config.yaml"),
             command,
             cwd=folder,
-            env=self.env,
+            env=env,
             stderr=log,
             stdout=log,
         )
@@ -142,12 +125,11 @@ class Cluster:
         for i in range(workers):
             self.workers.append(await self._start(f"worker{i}", "worker", self.raw))
         for i in range(daemons):
-            port = free_port()
+            port = closed_port()
             raw = {**self.raw, "http": {"port": port}}
             self.daemons.append((await self._start(f"daemon{i}", "run", raw), port))
-        async with aiohttp.ClientSession() as http:
-            for _, port in self.daemons:
-                await wait_healthy(http, port)
+        for i, (process, port) in enumerate(self.daemons):
+            await wait_healthy(port, process, self.tmp / f"daemon{i}" / "log", timeout=180)
 
     async def stop(self) -> None:
         for process in [p for p, _ in self.daemons] + self.workers:
@@ -158,21 +140,6 @@ class Cluster:
                 await asyncio.wait_for(process.wait(), 60)
             except TimeoutError:
                 process.kill()
-
-
-async def wait_healthy(http: aiohttp.ClientSession, port: int, limit: float = 180) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        try:
-            async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.2)
-    raise SystemExit(
-        f"the daemon on port {port} never became healthy (its log: daemon*/log; --keep keeps it)"
-    )
 
 
 class Load:

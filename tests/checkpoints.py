@@ -77,6 +77,18 @@ def _randomise(model: torch.nn.Module, seed: int) -> None:
             bias.copy_(0.5 * torch.randn(bias.shape, generator=gen))
 
 
+# A bigger random Blenderbot (d_model 256, 6 decoder layers): generation takes long enough to be
+# caught mid-way (tests) and the model dominates a reply's cost (benchmarks/scale_test.py).
+HEAVY_SHAPE: dict[str, Any] = {
+    "d_model": 256,
+    "encoder_ffn_dim": 1024,
+    "decoder_ffn_dim": 1024,
+    "decoder_layers": 6,
+    "encoder_attention_heads": 4,
+    "decoder_attention_heads": 4,
+}
+
+
 def build_blenderbot(
     folder: Path,
     *,

@@ -126,6 +126,15 @@ async def start(
         )
 
 
+async def start_daemon(
+    folder: Path, raw: dict[str, Any], env: dict[str, str] | None = None
+) -> tuple[asyncio.subprocess.Process, Path]:
+    """`python -m bot run` from ``raw`` written to ``folder/config.yaml``; the process and its log."""
+    log = folder / "daemon.log"
+    process = await start("--config", str(write_config(folder, raw)), "run", cwd=folder, log=log, env=env)
+    return process, log
+
+
 async def exit_code(
     raw: dict[str, Any], folder: Path, log: Path, env: dict[str, str], timeout: float = 120
 ) -> int:

@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from memory import MemoryStore
 from memory.engine import default_url
-from tests.checkpoints import build_blenderbot, build_blenderbot_small
+from tests.checkpoints import HEAVY_SHAPE, build_blenderbot, build_blenderbot_small
 
 
 @pytest.fixture(scope="session")
@@ -42,15 +42,7 @@ def detoxify_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
 @pytest.fixture(scope="session")
 def heavy_blenderbot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A bigger random Blenderbot whose generation takes long enough to be caught mid-way."""
-    shape = {
-        "d_model": 256,
-        "encoder_ffn_dim": 1024,
-        "decoder_ffn_dim": 1024,
-        "decoder_layers": 6,
-        "encoder_attention_heads": 4,
-        "decoder_attention_heads": 4,
-    }
-    return build_blenderbot(tmp_path_factory.mktemp("heavy"), shape=shape)
+    return build_blenderbot(tmp_path_factory.mktemp("heavy"), shape=HEAVY_SHAPE)
 
 
 POSTGRES_ENV = "BLENDERD_TEST_POSTGRES_URL"

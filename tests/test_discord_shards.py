@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.cli import SHIM, closed_port, health, offline_env, start, stop, tiny, wait_healthy, write_config
+from tests.cli import (
+    SHIM,
+    closed_port,
+    health,
+    offline_env,
+    start_daemon,
+    stop,
+    tiny,
+    wait_healthy,
+    write_config,
+)
 from tests.fakes.discord_api import CHANNEL_ID, DM_CHANNEL_ID, FakeDiscord, user
 
 TOKEN = "discord-shard-token-xyz"
@@ -35,10 +45,7 @@ async def test_two_shards_in_one_process_answer_dms_and_servers(tmp_path: Path, 
         discord={"enabled": True, "shard_count": 2, "slash_commands": False},
         http={"port": port},
     )
-    log = tmp_path / "daemon.log"
-    daemon = await start(
-        "--config", str(write_config(tmp_path, raw)), "run", cwd=tmp_path, log=log, env=env(fake)
-    )
+    daemon, log = await start_daemon(tmp_path, raw, env(fake))
     try:
         await wait_healthy(port, daemon, log)
         answer = await health(port)
@@ -68,10 +75,7 @@ async def test_a_process_runs_only_its_shard_ids(tmp_path: Path, blenderbot_dir:
         discord={"enabled": True, "shard_count": 2, "shard_ids": [1], "slash_commands": False},
         http={"port": port},
     )
-    log = tmp_path / "daemon.log"
-    daemon = await start(
-        "--config", str(write_config(tmp_path, raw)), "run", cwd=tmp_path, log=log, env=env(fake)
-    )
+    daemon, log = await start_daemon(tmp_path, raw, env(fake))
     try:
         await wait_healthy(port, daemon, log)
         answer = await health(port)

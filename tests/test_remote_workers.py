@@ -22,6 +22,7 @@ from tests.cli import (
     one_error,
     run,
     start,
+    start_daemon,
     stop,
     tiny,
     wait_for_log,
@@ -65,15 +66,7 @@ async def test_the_daemon_loads_no_model_and_workers_answer(
     await fake.start()
     port = closed_port()
     raw = with_telegram(tmp_path, blenderbot_dir, fake.base_url, port, model={"remote": redis_url})
-    log = tmp_path / "daemon.log"
-    daemon = await start(
-        "--config",
-        str(write_config(tmp_path, raw)),
-        "run",
-        cwd=tmp_path,
-        log=log,
-        env=offline_env(TELEGRAM_TOKEN=TOKEN),
-    )
+    daemon, log = await start_daemon(tmp_path, raw, offline_env(TELEGRAM_TOKEN=TOKEN))
     workers: list[tuple[asyncio.subprocess.Process, Path]] = []
     try:
         await wait_for_log(log, "telegram is taking messages", daemon)
@@ -124,15 +117,7 @@ async def test_a_worker_killed_mid_batch_leaves_its_jobs_to_another(
         },
         worker={"claim_after_seconds": 2, "max_batch": 4},
     )
-    log = tmp_path / "daemon.log"
-    daemon = await start(
-        "--config",
-        str(write_config(tmp_path, raw)),
-        "run",
-        cwd=tmp_path,
-        log=log,
-        env=offline_env(TELEGRAM_TOKEN=TOKEN),
-    )
+    daemon, log = await start_daemon(tmp_path, raw, offline_env(TELEGRAM_TOKEN=TOKEN))
     doomed, doomed_log = await start_worker(tmp_path, raw, "worker-doomed")
     survivor: asyncio.subprocess.Process | None = None
     client = redis.from_url(redis_url, decode_responses=True)
@@ -203,9 +188,8 @@ async def test_without_a_worker_a_message_times_out_and_its_job_is_dropped_later
     raw = with_telegram(
         tmp_path, blenderbot_dir, fake.base_url, port, model={"remote": redis_url, "timeout_seconds": 2}
     )
-    log = tmp_path / "daemon.log"
     env = offline_env(TELEGRAM_TOKEN=TOKEN)
-    daemon = await start("--config", str(write_config(tmp_path, raw)), "run", cwd=tmp_path, log=log, env=env)
+    daemon, log = await start_daemon(tmp_path, raw, env)
     worker: asyncio.subprocess.Process | None = None
     try:
         await wait_for_log(log, "telegram is taking messages", daemon)
@@ -244,9 +228,8 @@ async def test_busy_and_metrics_with_remote_workers(
         model={"remote": redis_url, "timeout_seconds": 5},
         worker={"queue_size": 1},
     )
-    log = tmp_path / "daemon.log"
     env = offline_env(TELEGRAM_TOKEN=TOKEN)
-    daemon = await start("--config", str(write_config(tmp_path, raw)), "run", cwd=tmp_path, log=log, env=env)
+    daemon, log = await start_daemon(tmp_path, raw, env)
     try:
         await wait_for_log(log, "telegram is taking messages", daemon)
         fake.send(fake.chat(41), 41, "the first, waiting for a worker")
