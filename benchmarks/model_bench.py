@@ -110,13 +110,6 @@ def side_by_side(ours: Callable[[], Any], theirs: Callable[[], Any], repeats: in
     return statistics.median(a), statistics.median(b)
 
 
-def _linears(m: model.Blenderbot) -> list[Any]:
-    b = m.backbone
-    return [lin for e in b.encoder_layers for lin in e.linears()] + [
-        lin for d in b.decoder_layers for lin in d.linears()
-    ]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -262,7 +255,7 @@ def _param_bytes(net: Any) -> int:
 def resident_weights(m: model.Blenderbot) -> int:
     """Bytes of weights held: float tensors (a released int8 kernel holds none) plus packed int8 kernels."""
     floats = sum(v.value.numel() * v.value.element_size() for v in m.backbone.weights)
-    return floats + sum(lin.int8_bytes for lin in _linears(m))
+    return floats + m.backbone.int8_bytes
 
 
 def quality(fp32: model.Blenderbot, int8: model.Blenderbot, beam: dict[str, Any], count: int) -> None:

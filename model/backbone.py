@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from model.config import BlenderbotConfig
 from model.layers.kv_cache import KVCache
-from model.layers.primitives import Embedding, LayerNorm
+from model.layers.primitives import Embedding, LayerNorm, linear_int8, pack_int8, packed_bytes
 from model.layers.transformer_layers import DecoderLayer, EncoderLayer
 
 CrossKV = list[tuple[torch.Tensor, torch.Tensor]]
@@ -73,6 +73,7 @@ class BlenderbotBackbone(keras.Model):
         self.final_logits_bias = self.add_weight(
             shape=(c.vocab_size,), initializer="zeros", name="final_logits_bias"
         )
+        self._lm_head_int8: Any = None  # set by quantize_int8()
         self.built = True
 
     def get_config(self) -> dict[str, Any]:
@@ -85,11 +86,23 @@ class BlenderbotBackbone(keras.Model):
         return cls(BlenderbotConfig(**values.pop("config")), **values)
 
     def quantize_int8(self) -> None:
-        """Int8 copies of every encoder and decoder projection (CPU); embeddings stay float."""
-        linears = [lin for enc in self.encoder_layers for lin in enc.linears()]
-        linears += [lin for dec in self.decoder_layers for lin in dec.linears()]
-        for linear in linears:
-            linear.quantize_int8()
+        """Int8 kernels for every encoder and decoder projection and for the lm head (CPU).
+
+        The embedding table stays float32 for the lookups; the lm head gets its own int8 copy
+        (vocabulary x d_model bytes), as the projection that reads the most weights per step.
+        """
+        for layer in self._stacked_layers():
+            layer.quantize_int8()
+        self._lm_head_int8 = pack_int8(self.shared.embeddings.value, self.final_logits_bias.value)
+
+    @property
+    def int8_bytes(self) -> int:
+        """Bytes of the packed int8 kernels (0 before :meth:`quantize_int8`)."""
+        layers = sum(layer.int8_bytes for layer in self._stacked_layers())
+        return layers + packed_bytes(self._lm_head_int8)
+
+    def _stacked_layers(self) -> list[EncoderLayer | DecoderLayer]:
+        return [*self.encoder_layers, *self.decoder_layers]
 
     @property
     def torch_device(self) -> torch.device:
@@ -138,6 +151,8 @@ class BlenderbotBackbone(keras.Model):
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """``hidden: [..., D]`` -> logits ``[..., V]`` in float32."""
+        if self._lm_head_int8 is not None:
+            return linear_int8(hidden.float(), self._lm_head_int8)
         logits = F.linear(hidden, self.shared.embeddings.value, self.final_logits_bias.value)
         return logits.float()
 

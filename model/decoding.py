@@ -48,16 +48,15 @@ class Decoder:
             present[row, : len(seq)] = 1
         mask = encoder_mask(present)  # [B, 1, 1, S], or None when nothing is padded
         encoded = backbone.encode(ids, mask)  # [B, S, D]
-        if repeat > 1:
-            encoded = encoded.repeat_interleave(repeat, dim=0)  # [B * repeat, S, D]
-            mask = None if mask is None else mask.repeat_interleave(repeat, dim=0)
         self.backbone = backbone
+        # The decoder runs B * repeat rows (beams or samples); the rows of one input share its
+        # cross-attention keys and values, projected once: [B, H, S, Dh] per layer.
         self.cross_kv = backbone.cross_kv(encoded)
         self.cross_mask = mask
         self.cache = (
             KVCache(
                 layers=c.decoder_layers,
-                batch=encoded.shape[0],
+                batch=encoded.shape[0] * repeat,
                 heads=c.decoder_attention_heads,
                 head_dim=c.d_model // c.decoder_attention_heads,
                 capacity=capacity,

@@ -23,6 +23,32 @@ import torch
 import torch.nn.functional as F
 
 
+def pack_int8(kernel: torch.Tensor, bias: torch.Tensor | None) -> Any:
+    """``kernel: [out, in]`` -> an fbgemm packed int8 weight (symmetric, per output channel) for
+    ``torch.ops.quantized.linear_dynamic``; ``bias`` stays float32."""
+    kernel = kernel.detach().float().cpu()
+    scales = (kernel.abs().amax(dim=1) / 127.0).clamp(min=1e-12).double()
+    zero_points = torch.zeros(kernel.shape[0], dtype=torch.long)
+    with warnings.catch_warnings():  # the quantized-tensor API is deprecated but still the fbgemm path
+        warnings.simplefilter("ignore", UserWarning)
+        q = torch.quantize_per_channel(kernel, scales, zero_points, 0, torch.qint8)
+    return torch.ops.quantized.linear_prepack(q, None if bias is None else bias.detach().float().cpu())
+
+
+def linear_int8(x: torch.Tensor, packed: Any) -> torch.Tensor:
+    """``x: [..., in]`` float32 through a :func:`pack_int8` weight -> ``[..., out]`` float32."""
+    # reduce_range keeps AVX2's 16-bit accumulation from saturating.
+    return torch.ops.quantized.linear_dynamic(x, packed, True)
+
+
+def packed_bytes(packed: Any) -> int:
+    """Bytes of a :func:`pack_int8` weight (0 for None)."""
+    if packed is None:
+        return 0
+    weight, _ = torch.ops.quantized.linear_unpack(packed)
+    return int(weight.numel())
+
+
 class Linear(keras.layers.Layer):
     """``y = x @ kernel.T + bias`` with ``kernel: [out, in]``."""
 
@@ -40,29 +66,21 @@ class Linear(keras.layers.Layer):
     def quantize_int8(self) -> None:
         """Pack an int8 copy of the kernel (symmetric, per output channel) for CPU inference, then
         release the float kernel: its Keras variable keeps its shape but no data (one-way)."""
-        kernel = self.kernel.value.detach().float().cpu()
-        scales = (kernel.abs().amax(dim=1) / 127.0).clamp(min=1e-12).double()
-        zero_points = torch.zeros(self.out_features, dtype=torch.long)
-        with warnings.catch_warnings():  # the quantized-tensor API is deprecated but still the fbgemm path
-            warnings.simplefilter("ignore", UserWarning)
-            q = torch.quantize_per_channel(kernel, scales, zero_points, 0, torch.qint8)
-        bias = None if self.bias is None else self.bias.value.detach().float().cpu()
-        self._int8 = torch.ops.quantized.linear_prepack(q, bias)
-        del kernel, q
+        self._int8 = pack_int8(self.kernel.value, None if self.bias is None else self.bias.value)
+        self.release()
+
+    def release(self) -> None:
+        """Drop the float kernel's storage (after its int8 copy, here or fused, is packed)."""
         self.kernel.value.data = torch.empty(0, dtype=self.kernel.value.dtype)
 
     @property
     def int8_bytes(self) -> int:
         """Bytes of the packed int8 kernel (0 when not quantised)."""
-        if self._int8 is None:
-            return 0
-        weight, _ = torch.ops.quantized.linear_unpack(self._int8)
-        return int(weight.numel())
+        return packed_bytes(self._int8)
 
     def call(self, x: torch.Tensor) -> torch.Tensor:
         if self._int8 is not None:
-            # reduce_range keeps AVX2's 16-bit accumulation from saturating.
-            return torch.ops.quantized.linear_dynamic(x, self._int8, True)
+            return linear_int8(x, self._int8)
         bias = None if self.bias is None else self.bias.value
         return F.linear(x, self.kernel.value, bias)
 

@@ -38,8 +38,14 @@ class EncoderLayer(keras.layers.Layer):
         self.final_layer_norm = LayerNorm(d_model, dtype=dtype, name="final_layer_norm")
         self.built = True
 
-    def linears(self) -> list[Linear]:
-        return [*self.self_attn.linears(), self.ffn.fc1, self.ffn.fc2]
+    def quantize_int8(self) -> None:
+        self.self_attn.quantize_int8(cross=False)
+        self.ffn.fc1.quantize_int8()
+        self.ffn.fc2.quantize_int8()
+
+    @property
+    def int8_bytes(self) -> int:
+        return self.self_attn.int8_bytes + self.ffn.fc1.int8_bytes + self.ffn.fc2.int8_bytes
 
     def call(self, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """``h: [B, S, D]``, ``mask``: bool ``[B, 1, 1, S]`` or None (no padding)."""
@@ -63,8 +69,16 @@ class DecoderLayer(keras.layers.Layer):
         self.final_layer_norm = LayerNorm(d_model, dtype=dtype, name="final_layer_norm")
         self.built = True
 
-    def linears(self) -> list[Linear]:
-        return [*self.self_attn.linears(), *self.encoder_attn.linears(), self.ffn.fc1, self.ffn.fc2]
+    def quantize_int8(self) -> None:
+        self.self_attn.quantize_int8(cross=False)
+        self.encoder_attn.quantize_int8(cross=True)
+        self.ffn.fc1.quantize_int8()
+        self.ffn.fc2.quantize_int8()
+
+    @property
+    def int8_bytes(self) -> int:
+        attn = self.self_attn.int8_bytes + self.encoder_attn.int8_bytes
+        return attn + self.ffn.fc1.int8_bytes + self.ffn.fc2.int8_bytes
 
     def call(
         self,
@@ -75,7 +89,8 @@ class DecoderLayer(keras.layers.Layer):
         cache: KVCache | None,
         layer: int,
     ) -> torch.Tensor:
-        """``h: [B, T, D]``; ``cross_kv``: encoder keys/values ``[B, H, S, Dh]``."""
+        """``h: [B*G, T, D]``; ``cross_kv``: encoder keys/values ``[B, H, S, Dh]`` (``G`` rows of
+        ``h`` per input, e.g. its beams; see :class:`CachedMultiHeadAttention`)."""
         self_kw: dict[str, Any] = {"causal": True, "cache": cache, "layer": layer}
         if self.pre_norm:
             h = h + self.self_attn.call(self.self_attn_layer_norm.call(h), **self_kw)

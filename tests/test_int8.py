@@ -1,0 +1,39 @@
+"""The int8 CPU path (fused projections, int8 lm head, beams sharing cross-attention) against float32."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+import model
+
+TEXTS = [
+    "Hello, how are you doing today?",
+    "I love dogs and cats. Do you have any pets at home?",
+    "pizza",
+]
+
+
+@cache
+def load(folder: Path, dtype: str) -> model.Blenderbot:
+    return model.load(folder, device="cpu", dtype=dtype)
+
+
+def test_int8_logits_stay_close_to_float32(checkpoint_dir: Path) -> None:
+    fp32, int8 = load(checkpoint_dir, "float32"), load(checkpoint_dir, "int8")
+    ids = [fp32.tokenizer.encode(TEXTS[1])]
+    decoder = [[fp32.config.decoder_start_token_id, *ids[0][:6]]]
+    a, b = fp32.logits(ids, decoder), int8.logits(ids, decoder)
+    spread = float(np.abs(a).max())
+    assert spread > 0
+    # per-channel int8 kernels: the logits move by a few percent of their range, no more
+    assert float(np.abs(a - b).max()) < 0.05 * spread
+    assert int8.backbone.int8_bytes > 0
+
+
+def test_int8_holds_no_float_kernels(checkpoint_dir: Path) -> None:
+    int8 = load(checkpoint_dir, "int8")
+    kernels = [w for w in int8.backbone.weights if w.path.endswith("kernel")]
+    assert kernels and all(w.value.numel() == 0 for w in kernels)
