@@ -129,7 +129,14 @@ def main() -> None:
         action="store_true",
         help="also time CTranslate2 int8 against our int8 (pip install .[bench])",
     )
+    parser.add_argument(
+        "--ct2-only",
+        action="store_true",
+        help="only the CTranslate2 int8 rows (int8 model; implies --ct2)",
+    )
     args = parser.parse_args()
+    if args.ct2_only:
+        args.ct2, args.dtypes = True, "int8"
     torch.set_grad_enabled(False)
     from transformers import BlenderbotForConditionalGeneration
 
@@ -177,6 +184,8 @@ def main() -> None:
         "encoder_no_repeat_ngram_size": 3,
     }
     for dtype, m in ours_by_dtype.items():
+        if args.ct2_only:
+            break
         if args.no_timing:
             row(f"[{dtype}] weights held (MiB)", resident_weights(m) / 2**20, _param_bytes(hf) / 2**20)
             continue
@@ -230,6 +239,9 @@ def main() -> None:
             side_by_side,
             row,
         )
+    if args.ct2_only:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
     if "int8" in ours_by_dtype and "float32" in ours_by_dtype:
         quality(ours_by_dtype["float32"], ours_by_dtype["int8"], beam60, args.quality)
     for dtype in args.dtypes.split(","):

@@ -24,7 +24,10 @@ def test_hub_refused_fails_fast_with_the_fix(tmp_path: Path) -> None:
         assert "python -m bot download" in line and "model.source" in line
         assert str(tmp_path / "data" / "models" / "facebook--blenderbot-400M-distill") in line
         assert "Retrying" not in result.stderr  # one request, no blind retries
-        assert elapsed < 10, f"{command} took {elapsed:.1f} s"
+        # One refused request, then the exit: the hub client's retries with backoff would take
+        # minutes. The bound leaves room for a cold torch/Keras import on a loaded 2-core machine
+        # (15-18 s measured there while another test run was going).
+        assert elapsed < 40, f"{command} took {elapsed:.1f} s"
 
 
 def test_hub_dns_failure_fails_fast(tmp_path: Path) -> None:
