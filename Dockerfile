@@ -6,7 +6,6 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     KERAS_BACKEND=torch \
-    OMP_WAIT_POLICY=PASSIVE \
     HF_HOME=/data/huggingface
 
 RUN useradd --create-home --uid 10001 --user-group blenderd \

@@ -15,8 +15,6 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 from bot.config import CONFIG_VARIABLE, Config, ConfigError, load_config
 from bot.logs import setup_logging
 from bot.user_errors import user_error

@@ -17,6 +17,26 @@ def _gather(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return values.gather(1, expanded)
 
 
+def place(source: torch.Tensor) -> torch.Tensor:
+    """Which row each new beam takes, so that the fewest cached rows are copied.
+
+    ``source: [B, K]``, the old beam (row within its input's group) that each new beam extends ->
+    ``order: [B, K]``, the new beam that goes to row ``r`` is ``order[:, r]``. The first new beam
+    extending an old beam takes that beam's row, whose cache then stays where it is; the others
+    take the rows of old beams that no new beam extends, and only those rows are copied. Which row
+    holds which beam changes nothing else: every per-beam tensor follows the same order.
+    """
+    beams = source.shape[1]
+    index = torch.arange(beams, device=source.device)
+    same = source[:, :, None] == source[:, None, :]  # [B, K, K]: new beams j, j2 extend one old beam
+    first = ~(same & (index[None, :] < index[:, None])).any(dim=-1)  # [B, K]: no earlier j2 does
+    extended = (source[:, :, None] == index).any(dim=1)  # [B, K]: old beam r is extended
+    free = torch.argsort(extended.to(torch.int8), dim=1, stable=True)  # rows of dropped beams first
+    later = (torch.cumsum(~first, dim=1) - 1).clamp(min=0)  # [B, K]: j's place among the non-first
+    row = torch.where(first, source, free.gather(1, later))  # [B, K]: a permutation of 0..K-1
+    return torch.argsort(row, dim=1)
+
+
 @dataclass
 class _BeamState:
     """Beam search over ``B`` inputs with ``K`` beams each, sequences of at most ``L`` tokens."""
@@ -100,6 +120,7 @@ def beam_search(
         # The best num_beams candidates that did not end keep running.
         open_scores = top_scores + hits.float() * NEG
         chosen = torch.topk(open_scores, beams).indices  # [B, K]
+        chosen = chosen.gather(1, place(source.gather(1, chosen)))  # beams stay in their rows
         state.running = _gather(candidates, chosen)
         state.running_scores = _gather(open_scores, chosen)
         chosen_source = _gather(source, chosen)
@@ -110,7 +131,7 @@ def beam_search(
         decoder.reorder((chosen_source + row_offset).view(-1))
         cur_len += 1
         # Could a running beam still beat the worst finished one (transformers' heuristic)?
-        best_running = state.running_scores[:, :1] / ((cur_len - 1) ** lp)
+        best_running = state.running_scores.max(dim=1, keepdim=True).values / ((cur_len - 1) ** lp)
         worst_done = torch.where(state.done_flags, state.done_scores.min(dim=1, keepdim=True).values, NEG)
         state.improvable = state.improvable & (best_running > worst_done).any(dim=-1, keepdim=True)
         if not bool(state.improvable.any()) or bool(hits.all()):

@@ -19,7 +19,12 @@ class KVCache:
       ``[0, length + T)``, then calls :meth:`advance` with ``T`` exactly once.
     * ``T > 1`` is only allowed while the cache is empty (a prefill), so a causal mask over the
       new block is the whole mask.
-    * :meth:`reorder` permutes batch rows (beam search) over the valid positions.
+    * :meth:`reorder` makes batch rows copies of other rows (beam search) over the valid
+      positions; rows that stay themselves are not touched, so a caller that keeps beams in their
+      rows (:func:`model.beam_search.place`) copies only the rows of beams that were dropped.
+
+    Keys and values are two views of one tensor ``[2, layers, batch, heads, capacity, head_dim]``,
+    so a reorder is one gather and one scatter over every layer.
     """
 
     def __init__(
@@ -33,9 +38,9 @@ class KVCache:
         dtype: torch.dtype,
         device: torch.device,
     ) -> None:
-        shape = (layers, batch, heads, capacity, head_dim)
-        self.keys = torch.empty(shape, dtype=dtype, device=device)
-        self.values = torch.empty(shape, dtype=dtype, device=device)
+        self._kv = torch.empty((2, layers, batch, heads, capacity, head_dim), dtype=dtype, device=device)
+        self.keys, self.values = self._kv[0], self._kv[1]  # [layers, batch, heads, capacity, head_dim]
+        self._rows = torch.arange(batch, device=device)
         self.capacity = capacity
         self.length = 0
         self._written = [False] * layers
@@ -68,8 +73,13 @@ class KVCache:
         self._written = [False] * len(self._written)
 
     def reorder(self, rows: torch.Tensor) -> None:
-        """Make row ``i`` a copy of row ``rows[i]`` (``rows: [batch]``)."""
-        n = self.length
-        for layer in range(self.keys.shape[0]):  # one layer at a time keeps the temporary copy small
-            self.keys[layer, :, :, :n] = self.keys[layer, :, :, :n].index_select(0, rows)
-            self.values[layer, :, :, :n] = self.values[layer, :, :, :n].index_select(0, rows)
+        """Make row ``i`` a copy of row ``rows[i]`` (``rows: [batch]``); rows with ``rows[i] == i``
+        are left as they are."""
+        if rows.shape != self._rows.shape:
+            raise CacheContractError(f"reorder needs {self.batch} rows, got {tuple(rows.shape)}")
+        moved = (rows != self._rows).nonzero().flatten()  # [M]
+        if moved.numel() == 0:
+            return
+        valid = self._kv[:, :, :, :, : self.length]  # [2, layers, batch, heads, length, head_dim]
+        # The gather copies first, so a row may be both a source and a destination.
+        valid.index_copy_(2, moved, valid.index_select(2, rows[moved]))
