@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,6 +36,25 @@ def load_model(config: Config) -> Generator:
         generation=m.generation.overrides(),
         candidates=m.candidates,
     )
+
+
+def prefetch_model_imports() -> threading.Thread:
+    """Import torch and keras (2-4 s of a cold start) in a thread while the rest starts; the
+    worker's own import then finds them loaded, or waits for this one (same modules, same order).
+    Never while another thread imports torch or scikit-learn (the safety classifier's loader):
+    two threads importing one package graph can see each other's half-initialised modules
+    (torch: "cannot import name 'set_module' from partially initialized module"). An import that
+    fails here fails again in the worker, which reports it."""
+
+    def run() -> None:
+        try:
+            importlib.import_module("model.blenderbot")
+        except Exception:  # the worker's import raises it again, with the one-line report
+            logger.debug("prefetching the model's imports failed; the worker will report it")
+
+    thread = threading.Thread(target=run, name="model-imports", daemon=True)
+    thread.start()
+    return thread
 
 
 def load_tokenizer(config: Config) -> ContextModel:
@@ -77,12 +98,17 @@ class App:
 
     async def start(self) -> None:
         c = self.config
+        prefetch = c.remote_url() is None
+        if prefetch and not c.safety.classifier.enabled:  # the classifier's loader imports torch
+            prefetch_model_imports()
         try:
             Path(c.data_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise OSError(f"data_dir {c.data_dir} cannot be created: {exc.strerror}") from None
         self._safety = SafetyChecker.from_config(c.safety, Path(c.data_dir))
         await self._safety.start()  # fails closed, before anything else is opened
+        if prefetch and c.safety.classifier.enabled:  # its imports are done now
+            prefetch_model_imports()
         try:
             self._memory = await MemoryStore.open(c.database_url())
         except BaseException:
