@@ -162,7 +162,7 @@ async def test_shutdown_keeps_one_budget_and_leaves_the_message_for_the_restart(
     raw = tiny(
         tmp_path,
         heavy_blenderbot_dir,
-        model={"generation": {"num_beams": 200, "min_length": 64, "max_length": 64}},  # many seconds
+        model={"generation": {"num_beams": 800, "min_length": 64, "max_length": 64}},  # 6 s and more
         telegram={"enabled": True, "api_base_url": fake.base_url},
         http={"port": port},
         shutdown={"grace_seconds": 2},
