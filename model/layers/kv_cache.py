@@ -24,7 +24,7 @@ class KVCache:
       rows (:func:`model.beam_search.place`) copies only the rows of beams that were dropped.
 
     Keys and values are two views of one tensor ``[2, layers, batch, heads, capacity, head_dim]``,
-    so a reorder is one gather and one scatter over every layer.
+    so a reorder is one gather and one scatter per layer for both.
     """
 
     def __init__(
@@ -80,6 +80,8 @@ class KVCache:
         moved = (rows != self._rows).nonzero().flatten()  # [M]
         if moved.numel() == 0:
             return
-        valid = self._kv[:, :, :, :, : self.length]  # [2, layers, batch, heads, length, head_dim]
-        # The gather copies first, so a row may be both a source and a destination.
-        valid.index_copy_(2, moved, valid.index_select(2, rows[moved]))
+        sources = rows[moved]
+        for layer in range(self._kv.shape[1]):  # a layer at a time keeps the gathered copy small
+            valid = self._kv[:, layer, :, :, : self.length]  # [2, batch, heads, length, head_dim]
+            # The gather copies first, so a row may be both a source and a destination.
+            valid.index_copy_(1, moved, valid.index_select(1, sources))
