@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from model.config import BlenderbotConfig
+from model.layers import primitives
 from model.layers.kv_cache import KVCache
-from model.layers.primitives import Embedding, LayerNorm, linear_int8, pack_int8, packed_bytes
+from model.layers.primitives import Embedding, Int8Weight, LayerNorm, linear_int8, pack_int8, packed_bytes
 from model.layers.transformer_layers import DecoderLayer, EncoderLayer
 
 CrossKV = list[tuple[torch.Tensor, torch.Tensor]]
@@ -74,7 +75,7 @@ class BlenderbotBackbone(keras.Model):
         self.final_logits_bias = self.add_weight(
             shape=(c.vocab_size,), initializer="zeros", name="final_logits_bias"
         )
-        self._lm_head_int8: Any = None  # set by quantize_int8()
+        self._lm_head_int8: Int8Weight | None = None  # set by quantize_int8()
         self.built = True
 
     def get_config(self) -> dict[str, Any]:
@@ -86,28 +87,40 @@ class BlenderbotBackbone(keras.Model):
         values = dict(config)
         return cls(BlenderbotConfig(**values.pop("config")), **values)
 
-    def quantize_int8(self) -> None:
+    def quantize_int8(self, *, sequence_engine: str | None = "auto") -> None:
         """Int8 kernels for every encoder and decoder projection and for the lm head (CPU).
 
         The embedding table stays float32 for the lookups; the lm head gets its own int8 copy
         (vocabulary x d_model bytes), as the projection that reads the most weights per step.
+        The kernels that read whole sequences are packed for ``sequence_engine`` ("auto":
+        :func:`~model.layers.primitives.sequence_engine`, oneDNN on CPUs with AMX; None: fbgemm
+        like the rest).
 
         Layers are packed in parallel, one per torch thread: quantising and packing a kernel runs
         on one core (400M-distill: 2.9 s in one thread, about half that in two). The work is torch
         ops on plain tensors (no Keras op, no autograd), so it may run outside the model's thread.
         """
+        engine = primitives.sequence_engine() if sequence_engine == "auto" else sequence_engine
+        layers = self._stacked_layers()
+
+        def pack_sequences(layer: EncoderLayer | DecoderLayer) -> None:
+            with torch.no_grad():
+                layer.quantize_int8_sequences()
 
         def pack(layer: EncoderLayer | DecoderLayer) -> None:
             with torch.no_grad():
                 layer.quantize_int8()
 
-        def pack_head() -> Any:
+        def pack_head() -> Int8Weight:
             with torch.no_grad():
                 return pack_int8(self.shared.embeddings.value, self.final_logits_bias.value)
 
         with ThreadPoolExecutor(max(1, torch.get_num_threads()), thread_name_prefix="int8-pack") as pool:
+            if engine is not None:  # first, all of them: the engine is a process-wide setting
+                with primitives.packing_engine(engine):
+                    list(pool.map(pack_sequences, layers))
             head = pool.submit(pack_head)
-            list(pool.map(pack, self._stacked_layers()))  # re-raises what a layer raised
+            list(pool.map(pack, layers))  # what is left; re-raises what a layer raised
             self._lm_head_int8 = head.result()
 
     @property

