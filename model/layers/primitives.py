@@ -33,12 +33,16 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class Int8Weight:
-    """A packed int8 kernel (symmetric, per output channel; bias float32) and how its activations
-    are quantised: fbgemm's with ``reduce_range`` (7 bits, so AVX2's 16-bit accumulation cannot
-    saturate), oneDNN's with all 8."""
+    """A packed int8 kernel (symmetric, per output channel; bias float32) and the engine it was
+    packed for, which says how its activations are quantised: fbgemm's with ``reduce_range`` (7
+    bits, so AVX2's 16-bit accumulation cannot saturate), oneDNN's with all 8."""
 
     packed: Any  # the engine's packed weight for torch.ops.quantized.linear_dynamic
-    reduce_range: bool
+    engine: str  # torch.backends.quantized.engine when it was packed
+
+    @property
+    def reduce_range(self) -> bool:
+        return self.engine != "onednn"
 
 
 @functools.cache
@@ -80,7 +84,7 @@ def pack_int8(kernel: torch.Tensor, bias: torch.Tensor | None) -> Int8Weight:
         warnings.simplefilter("ignore", UserWarning)
         q = torch.quantize_per_channel(kernel, scales, zero_points, 0, torch.qint8)
     packed = torch.ops.quantized.linear_prepack(q, None if bias is None else bias.detach().float().cpu())
-    return Int8Weight(packed, reduce_range=torch.backends.quantized.engine != "onednn")
+    return Int8Weight(packed, engine=torch.backends.quantized.engine)
 
 
 def linear_int8(x: torch.Tensor, weight: Int8Weight) -> torch.Tensor:
@@ -89,11 +93,13 @@ def linear_int8(x: torch.Tensor, weight: Int8Weight) -> torch.Tensor:
 
 
 def packed_bytes(weight: Int8Weight | None) -> int:
-    """Bytes of a :func:`pack_int8` weight's int8 kernel (0 for None)."""
+    """Bytes a :func:`pack_int8` weight holds (0 for None): its int8 kernel, twice for oneDNN,
+    which keeps the kernel it was given (for unpacking) beside its own packed copy (measured: 1.9
+    bytes per weight held)."""
     if weight is None:
         return 0
     kernel, _ = torch.ops.quantized.linear_unpack(weight.packed)
-    return int(kernel.numel())
+    return int(kernel.numel()) * (2 if weight.engine == "onednn" else 1)
 
 
 class Linear(keras.layers.Layer):
