@@ -79,6 +79,11 @@ def _randomise(model: torch.nn.Module, seed: int) -> None:
 
 # A bigger random Blenderbot (d_model 256, 6 decoder layers): generation takes long enough to be
 # caught mid-way (tests) and the model dominates a reply's cost (benchmarks/scale_test.py).
+# Generation settings for a reply on the HEAVY_SHAPE checkpoint that is still running when a test
+# kills or signals the daemon: 1.4 s on the fastest machine seen (Xeon with AMX, 2026-12-02; 10
+# beams took 0.23 s there, which tests that once assumed "seconds" no longer had).
+SLOW_GENERATION: dict[str, Any] = {"num_beams": 200, "min_length": 64, "max_length": 64}
+
 HEAVY_SHAPE: dict[str, Any] = {
     "d_model": 256,
     "encoder_ffn_dim": 1024,

@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from bot.replies import BUSY, SLOW_DOWN
+from tests.checkpoints import SLOW_GENERATION
 from tests.cli import (
     closed_port,
     health,
@@ -141,7 +142,7 @@ async def test_recovered_messages_are_answered_before_newer_ones(
     daemon = await daemon_for(
         tmp_path,
         heavy_blenderbot_dir,
-        model={"generation": {"num_beams": 10, "min_length": 64, "max_length": 64}},
+        model={"generation": SLOW_GENERATION},
         worker={"max_batch": 1},
     )
     fake = daemon.fake
@@ -178,7 +179,7 @@ async def test_busy_answers_do_not_use_up_the_rate_limit(tmp_path: Path, heavy_b
     daemon = await daemon_for(
         tmp_path,
         heavy_blenderbot_dir,
-        model={"generation": {"num_beams": 24, "min_length": 64, "max_length": 64}},
+        model={"generation": SLOW_GENERATION},
         worker={"queue_size": 1, "max_batch": 1},
         rate_limit={"messages": 2, "per_seconds": 3600},
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 
+from tests.checkpoints import SLOW_GENERATION
 from tests.fakes.telegram_api import FakeTelegram
 from tests.test_selfhost import free_port
 
@@ -44,7 +45,7 @@ async def wait_healthy(port: int, daemon: asyncio.subprocess.Process, timeout: f
 
 
 def write_config(workdir: Path, checkpoint: Path, fake: FakeTelegram, port: int, **extra: object) -> None:
-    """A daemon whose replies take seconds (10 beams x 64 tokens on the heavier checkpoint)."""
+    """A daemon whose replies take a second or more (SLOW_GENERATION on the heavier checkpoint)."""
     (workdir / "config.yaml").write_text(
         yaml.safe_dump(
             {
@@ -53,7 +54,7 @@ def write_config(workdir: Path, checkpoint: Path, fake: FakeTelegram, port: int,
                     "source": str(checkpoint),
                     "device": "cpu",
                     "dtype": "float32",  # the slow path: the kill must come mid-generation
-                    "generation": {"num_beams": 10, "min_length": 64, "max_length": 64},
+                    "generation": SLOW_GENERATION,
                 },
                 "telegram": {"enabled": True, "api_base_url": fake.base_url},
                 "http": {"port": port},
@@ -105,7 +106,7 @@ async def test_kill_9_mid_generation_then_restart(tmp_path: Path, heavy_blenderb
         for chat_id, texts in chats.items():
             for text in texts:
                 fake.send(fake.chat(chat_id), chat_id, text)
-        # Kill while the first reply is being generated (a few seconds with 10 beams), before any is sent:
+        # Kill while the first reply is being generated (SLOW_GENERATION), before any is sent:
         # a reply sent just before a kill, whose "answered" mark never reached the disk, would be sent
         # again by recovery (the one window where at-least-once cannot become exactly-once).
         await fake.wait_for(lambda: bool(fake.sent("sendChatAction")), timeout=60)

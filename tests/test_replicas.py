@@ -16,7 +16,7 @@ from tests.fakes.telegram_api import FakeTelegram
 
 TOKEN = "4242:REPLICA-TOKEN-abcdefgh"
 SECRET = "replica-secret-0123456789"
-SLOW = {"num_beams": 32, "min_length": 60, "max_length": 60}  # a reply takes seconds
+SLOW = {"num_beams": 100, "min_length": 60, "max_length": 60}  # a reply takes about 1 s or more
 
 
 class Replica:
