@@ -6,6 +6,7 @@ import asyncio
 import importlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,26 +36,45 @@ def load_model(config: Config) -> Generator:
         data_dir=config.data_dir,
         generation=m.generation.overrides(),
         candidates=m.candidates,
+        int8_cache=Path(config.data_dir) / "int8",
     )
 
 
-def prefetch_model_imports() -> threading.Thread:
-    """Import torch and keras (2-4 s of a cold start) in a thread while the rest starts; the
-    worker's own import then finds them loaded, or waits for this one (same modules, same order).
-    Never while another thread imports torch or scikit-learn (the safety classifier's loader):
-    two threads importing one package graph can see each other's half-initialised modules
-    (torch: "cannot import name 'set_module' from partially initialized module"). An import that
-    fails here fails again in the worker, which reports it."""
+class ModelImports:
+    """Import torch, then Keras (2-5 s of a cold start), in a thread while the rest starts.
 
-    def run() -> None:
+    Only this thread imports them meanwhile: two threads importing torch's package graph at once
+    can see each other's half-initialised modules (torch: "cannot import name 'set_module' from
+    partially initialized module 'torch.utils'"), so the model's loader first waits for
+    :meth:`wait_for_torch`. It then packs int8 kernels (torch only) while Keras is still being
+    imported here; its own import of the model module waits for this one (same module). Never
+    started while another thread imports torch or scikit-learn (the safety classifier's loader).
+    An import that fails here fails again in the loader, which reports it."""
+
+    def __init__(self) -> None:
+        self._torch = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="model-imports", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
         try:
-            importlib.import_module("model.blenderbot")
-        except Exception:  # the worker's import raises it again, with the one-line report
-            logger.debug("prefetching the model's imports failed; the worker will report it")
+            started = time.perf_counter()
+            importlib.import_module("model.int8")  # torch
+            self._torch.set()
+            torch_done = time.perf_counter()
+            importlib.import_module("model.blenderbot")  # keras
+            logger.debug(
+                "imported torch in %.2f s, then keras in %.2f s",
+                torch_done - started,
+                time.perf_counter() - torch_done,
+            )
+        except Exception:  # the loader's import raises it again, with the one-line report
+            logger.debug("prefetching the model's imports failed; the loader will report it", exc_info=True)
+        finally:
+            self._torch.set()
 
-    thread = threading.Thread(target=run, name="model-imports", daemon=True)
-    thread.start()
-    return thread
+    def wait_for_torch(self) -> None:
+        self._torch.wait()
 
 
 def load_tokenizer(config: Config) -> ContextModel:
@@ -77,6 +97,7 @@ class App:
         self._core: ChatCore | None = None
         self._retention: asyncio.Task[None] | None = None
         self._safety: SafetyChecker | None = None
+        self._imports: ModelImports | None = None
 
     @property
     def memory(self) -> MemoryStore:
@@ -100,7 +121,7 @@ class App:
         c = self.config
         prefetch = c.remote_url() is None
         if prefetch and not c.safety.classifier.enabled:  # the classifier's loader imports torch
-            prefetch_model_imports()
+            self._imports = ModelImports()
         try:
             Path(c.data_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
@@ -108,7 +129,7 @@ class App:
         self._safety = SafetyChecker.from_config(c.safety, Path(c.data_dir))
         await self._safety.start()  # fails closed, before anything else is opened
         if prefetch and c.safety.classifier.enabled:  # its imports are done now
-            prefetch_model_imports()
+            self._imports = ModelImports()
         try:
             self._memory = await MemoryStore.open(c.database_url())
         except BaseException:
@@ -145,8 +166,15 @@ class App:
                 queue_size=c.worker.queue_size,
                 request_seconds=c.model.timeout_seconds,
             )
+        imports = self._imports
+
+        def load() -> Generator:
+            if imports is not None:
+                imports.wait_for_torch()
+            return self._load(c)
+
         return ModelWorker(
-            lambda: self._load(c),
+            load,
             max_batch=c.worker.max_batch,
             max_wait=c.worker.max_wait_ms / 1000.0,
             queue_size=c.worker.queue_size,

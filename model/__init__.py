@@ -15,8 +15,9 @@ model itself: settings, results and the tokenizer do without them.
 
 The layout, as keras-hub: ``layers/`` (primitives, attention with its KV-cache contract, the
 transformer layers), ``backbone.py`` (the network), ``generation.py`` and ``beam_search.py``
-(search), ``tokenizer.py``, and, apart from the model, ``convert.py`` (checkpoint tensor names)
-and ``hub.py`` (download).
+(search), ``tokenizer.py``, ``int8.py`` (CPU kernels, packed without Keras), and, apart from
+the model, ``checkpoint.py`` (files and tensor names), ``convert.py`` (names onto Keras
+variables) and ``hub.py`` (download).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ from model.settings import GenerationSettings, Hypothesis
 from model.tokenizer import TokenizerOnly
 
 if TYPE_CHECKING:
-    from model.blenderbot import DTYPES, Blenderbot
+    from model.blenderbot import Blenderbot
+    from model.devices import DTYPES
 
 __all__ = [
     "DTYPES",
@@ -68,12 +70,17 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """``Blenderbot`` and ``DTYPES`` import keras and torch, so only when first asked for: settings,
-    results and the tokenizer (a daemon whose model runs in remote workers) never import them."""
-    if name in ("Blenderbot", "DTYPES"):
+    """``Blenderbot`` imports keras and torch, ``DTYPES`` torch, so only when first asked for:
+    settings, results and the tokenizer (a daemon whose model runs in remote workers) never
+    import them."""
+    if name == "Blenderbot":
         from model import blenderbot
 
-        return getattr(blenderbot, name)
+        return blenderbot.Blenderbot
+    if name == "DTYPES":
+        from model import devices
+
+        return devices.DTYPES
     raise AttributeError(f"module 'model' has no attribute {name!r}")
 
 
@@ -86,15 +93,49 @@ def load(
     download: bool = True,
     generation: Mapping[str, Any] | None = None,
     candidates: int = 1,
+    int8_cache: str | Path | None = None,
 ) -> Blenderbot:
     """Load a checkpoint folder, or a hub id (downloaded into ``data_dir/models`` when missing).
 
     ``generation`` and ``candidates`` set how :meth:`Blenderbot.generate` searches by default.
+    For int8 the kernels are packed from the checkpoint in a thread started before Keras is
+    imported (:class:`model.int8.Packing`): importing Keras holds the GIL on one core for 1-3 s,
+    packing uses the other cores meanwhile. ``int8_cache``: a folder where the kernels' int8
+    values are kept for the next load (:mod:`model.int8_cache`; the daemon uses
+    ``data_dir/int8``); None: quantised at every load.
     """
-    from model.blenderbot import Blenderbot
+    from model.checkpoint import Checkpoint
+    from model.config import BlenderbotConfig
+    from model.devices import pick_device, pick_dtype
+    from model.int8 import Packing, sequence_engine
 
     folder = resolve(str(source), Path(data_dir), download=download)
-    return Blenderbot(folder, device=device, dtype=dtype, generation=generation, candidates=candidates)
+    device = pick_device(device)
+    dtype = pick_dtype(dtype, device)
+    config = BlenderbotConfig.from_folder(folder)
+    checkpoint = Checkpoint.read(folder)
+    packing = None
+    if dtype == "int8":
+        from model.int8_cache import KernelCache
+
+        directory = None if int8_cache is None else Path(int8_cache)
+        cache = None if directory is None else KernelCache.for_checkpoint(directory, folder, checkpoint.files)
+        packing = Packing(config, checkpoint.linear, sequence_engine=sequence_engine(), cache=cache)
+    try:
+        from model.blenderbot import Blenderbot
+    except BaseException:
+        if packing is not None:
+            packing.stop()
+        raise
+    return Blenderbot(
+        folder,
+        device=device,
+        dtype=dtype,
+        generation=generation,
+        candidates=candidates,
+        checkpoint=checkpoint,
+        packing=packing,
+    )
 
 
 def load_tokenizer(

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from typing import Any
 
 import keras
 import torch
 import torch.nn.functional as F
 
+from model import int8
 from model.config import BlenderbotConfig
-from model.layers import primitives
+from model.int8 import Int8Weight, linear_int8, packed_bytes
 from model.layers.kv_cache import KVCache
-from model.layers.primitives import Embedding, Int8Weight, LayerNorm, linear_int8, pack_int8, packed_bytes
+from model.layers.primitives import Embedding, LayerNorm, Linear
 from model.layers.transformer_layers import DecoderLayer, EncoderLayer
 
 CrossKV = list[tuple[torch.Tensor, torch.Tensor]]
@@ -75,7 +76,7 @@ class BlenderbotBackbone(keras.Model):
         self.final_logits_bias = self.add_weight(
             shape=(c.vocab_size,), initializer="zeros", name="final_logits_bias"
         )
-        self._lm_head_int8: Int8Weight | None = None  # set by quantize_int8()
+        self._lm_head_int8: Int8Weight | None = None  # set by use_int8()
         self.built = True
 
     def get_config(self) -> dict[str, Any]:
@@ -88,44 +89,42 @@ class BlenderbotBackbone(keras.Model):
         return cls(BlenderbotConfig(**values.pop("config")), **values)
 
     def quantize_int8(self, *, sequence_engine: str | None = "auto") -> None:
-        """Int8 kernels for every encoder and decoder projection and for the lm head (CPU).
+        """Pack int8 kernels from this backbone's own float variables and use them (CPU; one-way).
+        :func:`model.load` packs them straight from the checkpoint instead, while Keras imports.
 
-        The embedding table stays float32 for the lookups; the lm head gets its own int8 copy
-        (vocabulary x d_model bytes), as the projection that reads the most weights per step.
-        The kernels that read whole sequences are packed for ``sequence_engine`` ("auto":
-        :func:`~model.layers.primitives.sequence_engine`, oneDNN on CPUs with AMX; None: fbgemm
-        like the rest).
-
-        Layers are packed in parallel, one per torch thread: quantising and packing a kernel runs
-        on one core (400M-distill: 2.9 s in one thread, about half that in two). The work is torch
-        ops on plain tensors (no Keras op, no autograd), so it may run outside the model's thread.
+        ``sequence_engine``: the engine for the kernels that read whole sequences ("auto":
+        :func:`~model.int8.sequence_engine`, oneDNN on CPUs with AMX; None: fbgemm like the rest).
         """
-        engine = primitives.sequence_engine() if sequence_engine == "auto" else sequence_engine
-        layers = self._stacked_layers()
+        engine = int8.sequence_engine() if sequence_engine == "auto" else sequence_engine
+        groups = int8.kernel_groups(self.config)
+        self.use_int8(int8.pack_groups(groups, self.projection, sequence_engine=engine))
 
-        def pack_sequences(layer: EncoderLayer | DecoderLayer) -> None:
-            with torch.no_grad():
-                layer.quantize_int8_sequences()
+    def projection(self, path: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Float kernel and bias of a projection named as in :func:`model.int8.kernel_groups`."""
+        if path == "lm_head":
+            return self.shared.embeddings.value, self.final_logits_bias.value
+        stack, index, *attributes = path.split(".")
+        layers: list[Any] = self.encoder_layers if stack == "encoder" else self.decoder_layers
+        layer = layers[int(index)]
+        for attribute in attributes:
+            layer = getattr(layer, attribute)
+        linear: Linear = layer
+        return linear.tensors()
 
-        def pack(layer: EncoderLayer | DecoderLayer) -> None:
-            with torch.no_grad():
-                layer.quantize_int8()
-
-        def pack_head() -> Int8Weight:
-            with torch.no_grad():
-                return pack_int8(self.shared.embeddings.value, self.final_logits_bias.value)
-
-        with ThreadPoolExecutor(max(1, torch.get_num_threads()), thread_name_prefix="int8-pack") as pool:
-            if engine is not None:  # first, all of them: the engine is a process-wide setting
-                with primitives.packing_engine(engine):
-                    list(pool.map(pack_sequences, layers))
-            head = pool.submit(pack_head)
-            list(pool.map(pack, layers))  # what is left; re-raises what a layer raised
-            self._lm_head_int8 = head.result()
+    def use_int8(self, kernels: Mapping[str, Int8Weight]) -> None:
+        """Compute with the packed int8 kernels of :func:`model.int8.kernel_groups`, by key; every
+        projection's float kernel is released. The embedding table stays float32 for the lookups;
+        the lm head gets its own int8 copy (vocabulary x d_model bytes), as the projection that
+        reads the most weights per step."""
+        for i, enc in enumerate(self.encoder_layers):
+            enc.use_int8(kernels, f"encoder.{i}")
+        for i, dec in enumerate(self.decoder_layers):
+            dec.use_int8(kernels, f"decoder.{i}")
+        self._lm_head_int8 = kernels["lm_head"]
 
     @property
     def int8_bytes(self) -> int:
-        """Bytes of the packed int8 kernels (0 before :meth:`quantize_int8`)."""
+        """Bytes of the packed int8 kernels (0 before :meth:`use_int8`)."""
         layers = sum(layer.int8_bytes for layer in self._stacked_layers())
         return layers + packed_bytes(self._lm_head_int8)
 

@@ -13,25 +13,16 @@ import numpy as np
 import torch
 
 from model.backbone import BlenderbotBackbone
+from model.checkpoint import Checkpoint
 from model.config import BlenderbotConfig
 from model.convert import load_weights
+from model.devices import pick_device, pick_dtype
 from model.generation import generate
+from model.int8 import Packing, sequence_engine
 from model.settings import GenerationSettings, Hypothesis
 from model.tokenizer import BlenderbotTokenizer
 
 logger = logging.getLogger(__name__)
-
-DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
-
-
-def pick_dtype(dtype: str, device: str) -> str:
-    """``auto``: int8 on a CPU with fbgemm (x86), else float32; on a GPU bfloat16 where supported, else
-    float16."""
-    if dtype != "auto":
-        return dtype
-    if device == "cpu":
-        return "int8" if "fbgemm" in torch.backends.quantized.supported_engines else "float32"
-    return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
 
 
 def release_freed_memory() -> None:
@@ -42,16 +33,6 @@ def release_freed_memory() -> None:
     gc.collect()
     with contextlib.suppress(OSError, AttributeError):  # not glibc
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def pick_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device is cuda but torch sees no CUDA GPU (is the CUDA build of torch installed?)")
-    return device
 
 
 class Blenderbot:
@@ -66,30 +47,36 @@ class Blenderbot:
         dtype: str = "float32",
         generation: Mapping[str, Any] | None = None,
         candidates: int = 1,
+        checkpoint: Checkpoint | None = None,
+        packing: Packing | None = None,
     ) -> None:
         """``generation`` overrides the checkpoint's generation defaults for :meth:`generate`, which
-        returns up to ``candidates`` hypotheses per input (:meth:`GenerationSettings.for_replies`)."""
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        returns up to ``candidates`` hypotheses per input (:meth:`GenerationSettings.for_replies`).
+        :func:`model.load` passes the ``checkpoint`` it read and, for int8, the ``packing`` of its
+        kernels it started before Keras was imported; without them they are read and packed here."""
         self.folder = folder
         self.device = pick_device(device)
-        dtype = pick_dtype(dtype, self.device)
-        if dtype == "int8" and self.device != "cpu":
-            raise ValueError(
-                "dtype int8 (dynamic quantisation) runs on the CPU; use bfloat16 or float16 on a GPU"
-            )
-        self.dtype = dtype
+        self.dtype = dtype = pick_dtype(dtype, self.device)
         self.config = BlenderbotConfig.from_folder(folder)
         self.tokenizer = BlenderbotTokenizer.from_folder(folder, self.config)
         self.default_settings = GenerationSettings.from_checkpoint(folder)
         self.reply_settings = self.default_settings.for_replies(generation or {}, candidates)
-        with keras.device(self.device):
-            keras_dtype = "float32" if dtype == "int8" else dtype
-            self.backbone = BlenderbotBackbone(self.config, dtype=keras_dtype, name="blenderbot")
-            load_weights(self.backbone, folder)
-            if dtype == "int8":
-                self.backbone.quantize_int8()
-                release_freed_memory()
+        checkpoint = checkpoint or Checkpoint.read(folder)
+        if dtype == "int8" and packing is None:
+            packing = Packing(self.config, checkpoint.linear, sequence_engine=sequence_engine())
+        try:
+            with keras.device(self.device):
+                keras_dtype = "float32" if dtype == "int8" else dtype
+                # int8: the float kernels are never filled (nor, allocated lazily, touched)
+                self.backbone = BlenderbotBackbone(self.config, dtype=keras_dtype, name="blenderbot")
+                load_weights(self.backbone, checkpoint, kernels=packing is None)
+                if packing is not None:
+                    self.backbone.use_int8(packing.result())
+                    release_freed_memory()
+        except BaseException:
+            if packing is not None:
+                packing.stop()
+            raise
         logger.info(
             "model %s ready on %s (%s): %d decoder layers, d_model %d, context %d tokens",
             folder.name,

@@ -1,22 +1,19 @@
 """Import Hugging Face Blenderbot checkpoints into :class:`BlenderbotBackbone` by tensor name.
 
-Kept apart from the model: the model knows nothing of checkpoint names. ``model.safetensors``
-is preferred; ``pytorch_model.bin`` is read with ``weights_only=True``. Tensors that transformers
-ties to ``model.shared.weight`` (the per-stack ``embed_tokens`` and ``lm_head``) may be absent;
-when present they must equal it.
+Kept apart from the model: the model knows nothing of checkpoint names. Files and names are
+:mod:`model.checkpoint`'s (no Keras there); this module maps them onto the Keras variables.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 
 import keras
 import torch
 
 from model.backbone import BlenderbotBackbone
+from model.checkpoint import LOGITS_BIAS, SHARED, TIED, Checkpoint, layer_prefix
 from model.errors import (
     CheckpointError,
     MissingTensorError,
@@ -29,17 +26,16 @@ from model.layers.transformer_layers import DecoderLayer, EncoderLayer
 
 logger = logging.getLogger(__name__)
 
-_TIED = ("model.encoder.embed_tokens.weight", "model.decoder.embed_tokens.weight", "lm_head.weight")
 _ATTN = ("q_proj", "k_proj", "v_proj", "out_proj")
 
 
 def weight_map(backbone: BlenderbotBackbone) -> Iterator[tuple[str, keras.Variable]]:
     """Yield (checkpoint tensor name, Keras variable) for every weight of the backbone."""
     c = backbone.config
-    yield "model.shared.weight", backbone.shared.embeddings
+    yield SHARED, backbone.shared.embeddings
     yield "model.encoder.embed_positions.weight", backbone.encoder_positions.embeddings
     yield "model.decoder.embed_positions.weight", backbone.decoder_positions.embeddings
-    yield "final_logits_bias", backbone.final_logits_bias
+    yield LOGITS_BIAS, backbone.final_logits_bias
     if c.pre_norm:
         stack_norm = "layer_norm"
         norms = (("encoder", backbone.encoder_final_norm), ("decoder", backbone.decoder_final_norm))
@@ -51,9 +47,9 @@ def weight_map(backbone: BlenderbotBackbone) -> Iterator[tuple[str, keras.Variab
         yield f"model.{stack}.{stack_norm}.weight", norm.gamma
         yield f"model.{stack}.{stack_norm}.bias", norm.beta
     for i, enc in enumerate(backbone.encoder_layers):
-        yield from _layer_weights(f"model.encoder.layers.{i}", enc)
+        yield from _layer_weights(layer_prefix("encoder", i), enc)
     for i, dec in enumerate(backbone.decoder_layers):
-        yield from _layer_weights(f"model.decoder.layers.{i}", dec)
+        yield from _layer_weights(layer_prefix("decoder", i), dec)
 
 
 def _layer_weights(prefix: str, layer: EncoderLayer | DecoderLayer) -> Iterator[tuple[str, keras.Variable]]:
@@ -79,94 +75,41 @@ def _layer_weights(prefix: str, layer: EncoderLayer | DecoderLayer) -> Iterator[
         yield f"{prefix}.{name}.bias", norm.beta
 
 
-WEIGHT_FILES = (
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "pytorch_model.bin",
-    "pytorch_model.bin.index.json",
-)
-
-
-def read_state_dict(folder: Path) -> tuple[dict[str, torch.Tensor], Path]:
-    """Load every tensor of a checkpoint folder, on the CPU: ``model.safetensors``, shards listed in
-    ``model.safetensors.index.json``, ``pytorch_model.bin`` or its shards (in that order of preference)."""
-    for name in WEIGHT_FILES:
-        path = folder / name
-        if not path.exists():
-            continue
-        if not name.endswith(".index.json"):
-            return _read_file(path), path
-        state: dict[str, torch.Tensor] = {}
-        for shard in _shards(path):
-            state.update(_read_file(folder / shard))
-        return state, path
-    raise CheckpointError(f"{folder} has neither model.safetensors nor pytorch_model.bin (or their shards)")
-
-
-def _shards(index: Path) -> list[str]:
-    try:
-        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        shards = sorted(set(weight_map.values()))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise CheckpointError(f"{index} cannot be read as a shard index: {exc}") from None
-    for shard in shards:
-        if "/" in shard or "\\" in shard or not (index.parent / shard).is_file():
-            raise CheckpointError(f"{index} names the shard {shard!r}, which is not in the folder")
-    return shards
-
-
-def _read_file(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError) as exc:
-            raise CheckpointError(f"{path} cannot be read: {exc}") from None
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several unrelated types for a bad file
-        raise CheckpointError(f"{path} cannot be read: {exc}") from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path} does not hold a state dict")
-    return state
-
-
-def _normalise(name: str) -> str:
-    # Some older checkpoints store the base model without the "model." prefix.
-    if name.startswith(("encoder.", "decoder.", "shared.")):
-        return "model." + name
-    return name
-
-
-def load_weights(backbone: BlenderbotBackbone, folder: Path) -> None:
-    """Assign every backbone variable from the checkpoint in ``folder``, or raise a named error."""
-    raw, path = read_state_dict(folder)
-    state = {_normalise(k): v for k, v in raw.items()}
-    where = str(path)
+def load_weights(backbone: BlenderbotBackbone, checkpoint: Checkpoint, *, kernels: bool = True) -> None:
+    """Assign every backbone variable from ``checkpoint``, or raise a named error. ``kernels``
+    False: the projections' kernels are checked but not assigned (they are packed as int8
+    straight from the checkpoint, :mod:`model.int8`)."""
+    state, where = checkpoint.tensors, checkpoint.where
     expected = dict(weight_map(backbone))
+    projections = {id(v) for v in projection_kernels(backbone)}
     for name in state:
-        if name not in expected and name not in _TIED:
+        if name not in expected and name not in TIED:
             raise UnexpectedTensorError(name, where)
-    if "model.shared.weight" not in state:
-        for tied in _TIED:  # transformers saves only one copy of a tied tensor, possibly another name
-            if tied in state:
-                state["model.shared.weight"] = state[tied]
-                break
     for name, variable in expected.items():
         tensor = state.get(name)
         if tensor is None:
             raise MissingTensorError(name, where)
-        if name == "final_logits_bias":
+        if name == LOGITS_BIAS:
             tensor = tensor.reshape(-1) if tensor.dim() == 2 and tensor.shape[0] == 1 else tensor
         if tuple(tensor.shape) != tuple(variable.shape):
             raise TensorShapeError(name, where, tuple(variable.shape), tuple(tensor.shape))
-        variable.assign(tensor.to(dtype=variable.value.dtype))
-    shared = state["model.shared.weight"]
-    for tied in _TIED:
+        if kernels or id(variable) not in projections:
+            variable.assign(tensor.to(dtype=variable.value.dtype))
+    shared = state[SHARED]
+    for tied in TIED:
         if tied in state and not torch.equal(state[tied], shared):
-            raise CheckpointError(
-                f"{where}: {tied} differs from model.shared.weight; untied heads are not supported"
-            )
+            raise CheckpointError(f"{where}: {tied} differs from {SHARED}; untied heads are not supported")
     logger.info("loaded %d tensors from %s", len(expected), where)
+
+
+def projection_kernels(backbone: BlenderbotBackbone) -> Iterator[keras.Variable]:
+    """The kernel variable of every projection of the encoder and decoder layers."""
+    layers: list[EncoderLayer | DecoderLayer] = [*backbone.encoder_layers, *backbone.decoder_layers]
+    for layer in layers:
+        for linear in _linears(layer):
+            yield linear.kernel
+
+
+def _linears(layer: EncoderLayer | DecoderLayer) -> list[Linear]:
+    attentions = [layer.self_attn] + ([layer.encoder_attn] if isinstance(layer, DecoderLayer) else [])
+    return [layer.ffn.fc1, layer.ffn.fc2, *(lin for attn in attentions for lin in attn.linears())]

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import keras
 import torch
 import torch.nn.functional as F
 
+from model.int8 import Int8Weight, linear_int8, packed_bytes
 from model.layers.kv_cache import KVCache
-from model.layers.primitives import Int8Weight, Linear, linear_int8, pack_int8, packed_bytes
+from model.layers.primitives import Linear
 
 
 class CachedMultiHeadAttention(keras.layers.Layer):
@@ -22,7 +24,7 @@ class CachedMultiHeadAttention(keras.layers.Layer):
     ``x`` (``G`` rows of ``x`` per row of ``kv``, e.g. the beams of one input): the queries of a
     group then attend to their shared keys and values as one block, instead of one copy per beam.
 
-    After :meth:`quantize_int8` the projections that read the same input run as one int8 kernel:
+    After :meth:`use_int8` the projections that read the same input run as one int8 kernel:
     q, k and v of self-attention, k and v of the encoder output for cross-attention.
     """
 
@@ -43,25 +45,15 @@ class CachedMultiHeadAttention(keras.layers.Layer):
     def linears(self) -> list[Linear]:
         return [self.q_proj, self.k_proj, self.v_proj, self.out_proj]
 
-    def quantize_int8(self, *, cross: bool, fused_only: bool = False) -> None:
-        """Int8 kernels (CPU; one-way): one packed kernel for the projections of the same input
-        (one activation quantisation and one GEMM instead of two or three), the rest one each.
-        ``fused_only`` packs just that kernel (cross-attention's keys and values read the whole
-        encoder output, and may be packed for another engine); a later call packs the rest."""
+    def use_int8(self, kernels: Mapping[str, Int8Weight], prefix: str, *, cross: bool) -> None:
+        """Compute with packed int8 kernels (CPU; one-way): ``{prefix}.qkv`` (self-attention) or
+        ``{prefix}.kv`` (cross), and one per remaining projection (:func:`model.int8.kernel_groups`)."""
         fused = [self.k_proj, self.v_proj] if cross else [self.q_proj, self.k_proj, self.v_proj]
-        if self._fused is None:
-            kernel = torch.cat([lin.kernel.value for lin in fused])
-            bias = torch.cat(
-                [lin.bias.value if lin.bias is not None else torch.zeros(lin.out_features) for lin in fused]
-            )
-            self._fused = pack_int8(kernel, bias)
-            del kernel
-            for lin in fused:
-                lin.release()
-        if fused_only:
-            return
-        for lin in [self.q_proj, self.out_proj] if cross else [self.out_proj]:
-            lin.quantize_int8()
+        self._fused = kernels[f"{prefix}.kv" if cross else f"{prefix}.qkv"]
+        for lin in fused:
+            lin.release()
+        for name in ("q_proj", "out_proj") if cross else ("out_proj",):
+            getattr(self, name).use_int8(kernels[f"{prefix}.{name}"])
 
     @property
     def int8_bytes(self) -> int:

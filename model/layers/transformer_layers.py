@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import keras
 import torch
 import torch.nn.functional as F
 
+from model.int8 import Int8Weight
 from model.layers.attention import CachedMultiHeadAttention
 from model.layers.kv_cache import KVCache
 from model.layers.primitives import LayerNorm, Linear
@@ -22,6 +24,10 @@ class FeedForward(keras.layers.Layer):
         self.fc1 = Linear(d_model, ffn_dim, dtype=dtype, name="fc1")
         self.fc2 = Linear(ffn_dim, d_model, dtype=dtype, name="fc2")
         self.built = True
+
+    def use_int8(self, kernels: Mapping[str, Int8Weight], prefix: str) -> None:
+        self.fc1.use_int8(kernels[f"{prefix}.fc1"])
+        self.fc2.use_int8(kernels[f"{prefix}.fc2"])
 
     def call(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2.call(F.gelu(self.fc1.call(x)))
@@ -38,14 +44,10 @@ class EncoderLayer(keras.layers.Layer):
         self.final_layer_norm = LayerNorm(d_model, dtype=dtype, name="final_layer_norm")
         self.built = True
 
-    def quantize_int8(self) -> None:
-        self.self_attn.quantize_int8(cross=False)
-        self.ffn.fc1.quantize_int8()
-        self.ffn.fc2.quantize_int8()
-
-    def quantize_int8_sequences(self) -> None:
-        """The kernels that read whole sequences: all of an encoder layer's."""
-        self.quantize_int8()
+    def use_int8(self, kernels: Mapping[str, Int8Weight], prefix: str) -> None:
+        """Packed int8 kernels named ``{prefix}.self_attn.*``, ``{prefix}.ffn.fc1``, ``.fc2``."""
+        self.self_attn.use_int8(kernels, f"{prefix}.self_attn", cross=False)
+        self.ffn.use_int8(kernels, f"{prefix}.ffn")
 
     @property
     def int8_bytes(self) -> int:
@@ -73,16 +75,12 @@ class DecoderLayer(keras.layers.Layer):
         self.final_layer_norm = LayerNorm(d_model, dtype=dtype, name="final_layer_norm")
         self.built = True
 
-    def quantize_int8_sequences(self) -> None:
-        """The kernels that read whole sequences: cross-attention's keys and values (of the
-        encoder output, once per generate call)."""
-        self.encoder_attn.quantize_int8(cross=True, fused_only=True)
-
-    def quantize_int8(self) -> None:
-        self.self_attn.quantize_int8(cross=False)
-        self.encoder_attn.quantize_int8(cross=True)
-        self.ffn.fc1.quantize_int8()
-        self.ffn.fc2.quantize_int8()
+    def use_int8(self, kernels: Mapping[str, Int8Weight], prefix: str) -> None:
+        """Packed int8 kernels named ``{prefix}.self_attn.*``, ``{prefix}.encoder_attn.*``,
+        ``{prefix}.ffn.fc1``, ``.fc2``."""
+        self.self_attn.use_int8(kernels, f"{prefix}.self_attn", cross=False)
+        self.encoder_attn.use_int8(kernels, f"{prefix}.encoder_attn", cross=True)
+        self.ffn.use_int8(kernels, f"{prefix}.ffn")
 
     @property
     def int8_bytes(self) -> int:
