@@ -104,6 +104,47 @@ async def test_reopening_keeps_data_and_migrations_are_idempotent(tmp_path: Path
     assert mode == 0o600
 
 
+def test_the_newest_migration_is_the_one_alembic_names() -> None:
+    """The start skips alembic when the database is at ``_head()``, read from the file names."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from memory import engine
+
+    config = Config()
+    config.set_main_option("script_location", str(engine._MIGRATIONS))
+    assert engine._head() == ScriptDirectory.from_config(config).get_current_head()
+
+
+async def test_an_older_database_is_migrated_on_open(tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from memory import engine
+
+    url = default_url(tmp_path / "d")
+    store = await MemoryStore.open(url)
+    await store.add_turn(DM, "user", "from an older version")
+
+    def downgrade(connection: object) -> None:
+        config = Config()
+        config.set_main_option("script_location", str(engine._MIGRATIONS))
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0003")
+
+    async with store.engine.begin() as conn:
+        await conn.run_sync(downgrade)
+        assert (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0003"
+    await store.close()
+    reopened = await MemoryStore.open(url)
+    async with reopened.engine.connect() as conn:
+        assert (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0004"
+        columns = (await conn.execute(text("SELECT name FROM pragma_table_info('inbox')"))).scalars().all()
+    assert "owner" in columns
+    assert [t.text for t in await reopened.context_turns(DM)] == ["from an older version"]
+    await reopened.close()
+
+
 async def test_unreachable_database_is_a_clear_error() -> None:
     with pytest.raises(MemoryStoreError, match="cannot open the database postgresql"):
         await MemoryStore.open("postgresql+asyncpg://nobody:secret@127.0.0.1:9/none")
