@@ -59,11 +59,10 @@ class PhraseMatcher:
             "".join(_letter(c) for c in phrase) + ("" if phrase.endswith("s") else _SUFFIXES)
             for phrase in self.phrases
         ]
-        body = "|".join(alternatives)
+        # One group per phrase: the group that matched names the phrase, so no pattern per phrase
+        # is compiled (453 of them took 0.3 s of every start).
+        body = "|".join(f"({alternative})" for alternative in alternatives)
         self._pattern = re.compile(rf"(?<![a-z0-9])(?:{body})(?![a-z0-9])") if body else None
-        self._exact = [
-            (re.compile("".join(_letter(c) for c in p) + _SUFFIXES + "$"), p) for p in self.phrases
-        ]
 
     @classmethod
     def default(cls, *, extra: Iterable[str] = (), allow: Iterable[str] = ()) -> PhraseMatcher:
@@ -73,16 +72,17 @@ class PhraseMatcher:
     def normalise(text: str) -> str:
         return normalise(text)
 
+    def _search(self, text: str) -> re.Match[str] | None:
+        return None if self._pattern is None else self._pattern.search(normalise(text))
+
     def find(self, text: str) -> str | None:
         """The first offensive phrase in ``text`` (as the normalised text has it), or None."""
-        if self._pattern is None:
-            return None
-        match = self._pattern.search(normalise(text))
+        match = self._search(text)
         return match.group(0) if match else None
 
     def category(self, text: str) -> str | None:
         """The category of the first offensive phrase in ``text``, or None."""
-        found = self.find(text)
-        if found is None:
+        match = self._search(text)
+        if match is None or match.lastindex is None:
             return None
-        return next((self.categories[p] for pattern, p in self._exact if pattern.match(found)), "extra")
+        return self.categories[self.phrases[match.lastindex - 1]]
