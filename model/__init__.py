@@ -129,12 +129,13 @@ def load(
         raise
     return Blenderbot(
         folder,
+        config=config,
+        checkpoint=checkpoint,
         device=device,
         dtype=dtype,
+        packing=packing,
         generation=generation,
         candidates=candidates,
-        checkpoint=checkpoint,
-        packing=packing,
     )
 
 

@@ -16,9 +16,8 @@ from model.backbone import BlenderbotBackbone
 from model.checkpoint import Checkpoint
 from model.config import BlenderbotConfig
 from model.convert import load_weights
-from model.devices import pick_device, pick_dtype
 from model.generation import generate
-from model.int8 import Packing, sequence_engine
+from model.int8 import Packing
 from model.settings import GenerationSettings, Hypothesis
 from model.tokenizer import BlenderbotTokenizer
 
@@ -43,27 +42,28 @@ class Blenderbot:
         self,
         folder: Path,
         *,
-        device: str = "auto",
-        dtype: str = "float32",
+        config: BlenderbotConfig,
+        checkpoint: Checkpoint,
+        device: str,
+        dtype: str,
+        packing: Packing | None = None,
         generation: Mapping[str, Any] | None = None,
         candidates: int = 1,
-        checkpoint: Checkpoint | None = None,
-        packing: Packing | None = None,
     ) -> None:
-        """``generation`` overrides the checkpoint's generation defaults for :meth:`generate`, which
-        returns up to ``candidates`` hypotheses per input (:meth:`GenerationSettings.for_replies`).
-        :func:`model.load` passes the ``checkpoint`` it read and, for int8, the ``packing`` of its
-        kernels it started before Keras was imported; without them they are read and packed here."""
+        """Built by :func:`model.load`, which picks ``device`` and ``dtype``, reads ``config`` and
+        ``checkpoint`` and, for int8, starts the ``packing`` of its kernels before Keras is
+        imported. ``generation`` overrides the checkpoint's generation defaults for
+        :meth:`generate`, which returns up to ``candidates`` hypotheses per input
+        (:meth:`GenerationSettings.for_replies`)."""
+        if (dtype == "int8") != (packing is not None):
+            raise ValueError("int8, and only int8, needs the packing of its kernels (model.load starts it)")
         self.folder = folder
-        self.device = pick_device(device)
-        self.dtype = dtype = pick_dtype(dtype, self.device)
-        self.config = BlenderbotConfig.from_folder(folder)
+        self.device = device
+        self.dtype = dtype
+        self.config = config
         self.tokenizer = BlenderbotTokenizer.from_folder(folder, self.config)
         self.default_settings = GenerationSettings.from_checkpoint(folder)
         self.reply_settings = self.default_settings.for_replies(generation or {}, candidates)
-        checkpoint = checkpoint or Checkpoint.read(folder)
-        if dtype == "int8" and packing is None:
-            packing = Packing(self.config, checkpoint.linear, sequence_engine=sequence_engine())
         try:
             with keras.device(self.device):
                 keras_dtype = "float32" if dtype == "int8" else dtype
