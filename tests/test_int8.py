@@ -69,3 +69,15 @@ def test_sequence_kernels_on_either_engine_stay_close_to_float32(
     assert float(np.abs(a - b).max()) < 0.3 * float(np.abs(a).max())  # as above
     settings = model.GenerationSettings(num_beams=3, max_length=10)
     assert len(int8.generate(ids * 2, settings)) == 2
+
+
+def test_parts_quantised_apart_and_stacked_equal_the_stacked_kernel_quantised() -> None:
+    """q, k and v (self-attention) become one kernel: quantising each and stacking the int8 rows,
+    as packing does, gives the values of quantising the stacked float kernel, bit for bit."""
+    from model.int8 import quantise, stack_rows
+
+    generator = torch.Generator().manual_seed(3)
+    parts = [torch.randn(48, 32, generator=generator) * scale for scale in (0.02, 1.0, 40.0)]
+    stacked = quantise(torch.cat(parts))
+    apart = stack_rows([quantise(p) for p in parts])
+    assert torch.equal(apart.ints, stacked.ints) and torch.equal(apart.scales, stacked.scales)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 import model
 import model.int8
+import model.int8_cache
 from model.int8 import sequence_engine
 from tests.cli import run, tiny, write_config
 
@@ -123,6 +127,33 @@ def test_a_changed_checkpoint_gets_a_new_cache(tmp_path: Path, blenderbot_dir: P
     while len(cache_files(directory)) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert before in cache_files(directory) and len(cache_files(directory)) == 2
+
+
+def test_the_cache_writer_is_waited_for_at_exit(
+    tmp_path: Path, blenderbot_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer is not a daemon thread (it is started by the packing thread, which is one, and
+    would inherit that): the interpreter waits for it, so a process that exits right after its
+    first reply still leaves the whole file. It runs at the lowest priority."""
+    writing, finish = threading.Event(), threading.Event()
+    write = model.int8_cache.KernelCache.write
+    priority: list[int] = []
+
+    def held_write(self: model.int8_cache.KernelCache, quantised: Any) -> None:
+        priority.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        writing.set()
+        finish.wait(30)
+        write(self, quantised)
+
+    monkeypatch.setattr(model.int8_cache.KernelCache, "write", held_write)
+    model.load(blenderbot_dir, device="cpu", dtype="int8", int8_cache=tmp_path / "int8")
+    assert writing.wait(30)
+    (writer,) = [t for t in threading.enumerate() if t.name == "int8-cache-write"]
+    finish.set()
+    assert not writer.daemon
+    writer.join(30)
+    assert len(cache_files(tmp_path / "int8")) == 1
+    assert priority == [19]  # the first reply, computed meanwhile, goes first
 
 
 def test_bot_chat_caches_the_kernels_for_its_next_start(tmp_path: Path, blenderbot_dir: Path) -> None:
