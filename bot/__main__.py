@@ -15,6 +15,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from bot import collection
 from bot.config import CONFIG_VARIABLE, Config, ConfigError, load_config
 from bot.logs import setup_logging
 from bot.user_errors import user_error
@@ -220,6 +221,8 @@ def _command(args: argparse.Namespace, config: Config) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if (args.command or "chat") in ("chat", "run", "worker"):  # until their start is over
+        collection.pause()
     setup_logging("INFO")
     try:
         config = load_config(getattr(args, "config", None))

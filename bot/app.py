@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bot import collection
 from bot.config import Config
 from bot.context import ContextBuilder, ContextModel
 from bot.core import ChatCore
@@ -40,43 +38,6 @@ def load_model(config: Config) -> Generator:
     )
 
 
-class ModelImports:
-    """Import torch, then Keras (2-5 s of a cold start), in a thread while the rest starts.
-
-    Only this thread imports them meanwhile: two threads importing torch's package graph at once
-    can see each other's half-initialised modules (torch: "cannot import name 'set_module' from
-    partially initialized module 'torch.utils'"), so the model's loader first waits for
-    :meth:`wait_for_torch`. It then packs int8 kernels (torch only) while Keras is still being
-    imported here; its own import of the model module waits for this one (same module). Never
-    started while another thread imports torch or scikit-learn (the safety classifier's loader).
-    An import that fails here fails again in the loader, which reports it."""
-
-    def __init__(self) -> None:
-        self._torch = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="model-imports", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            started = time.perf_counter()
-            importlib.import_module("model.int8")  # torch
-            self._torch.set()
-            torch_done = time.perf_counter()
-            importlib.import_module("model.blenderbot")  # keras
-            logger.debug(
-                "imported torch in %.2f s, then keras in %.2f s",
-                torch_done - started,
-                time.perf_counter() - torch_done,
-            )
-        except Exception:  # the loader's import raises it again, with the one-line report
-            logger.debug("prefetching the model's imports failed; the loader will report it", exc_info=True)
-        finally:
-            self._torch.set()
-
-    def wait_for_torch(self) -> None:
-        self._torch.wait()
-
-
 def load_tokenizer(config: Config) -> ContextModel:
     """The checkpoint's tokenizer only (a daemon with remote workers). Runs in a thread."""
     import model
@@ -97,7 +58,6 @@ class App:
         self._core: ChatCore | None = None
         self._retention: asyncio.Task[None] | None = None
         self._safety: SafetyChecker | None = None
-        self._imports: ModelImports | None = None
 
     @property
     def memory(self) -> MemoryStore:
@@ -119,17 +79,12 @@ class App:
 
     async def start(self) -> None:
         c = self.config
-        prefetch = c.remote_url() is None
-        if prefetch and not c.safety.classifier.enabled:  # the classifier's loader imports torch
-            self._imports = ModelImports()
         try:
             Path(c.data_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise OSError(f"data_dir {c.data_dir} cannot be created: {exc.strerror}") from None
         self._safety = SafetyChecker.from_config(c.safety, Path(c.data_dir))
         await self._safety.start()  # fails closed, before anything else is opened
-        if prefetch and c.safety.classifier.enabled:  # its imports are done now
-            self._imports = ModelImports()
         try:
             self._memory = await MemoryStore.open(c.database_url())
         except BaseException:
@@ -152,6 +107,7 @@ class App:
         self.metrics.queue_depth.set_function(lambda: worker.depth)
         if c.database.retention_days is not None:
             self._retention = asyncio.create_task(self._retain(c.database.retention_days))
+        collection.started()
 
     def _make_worker(self) -> Worker:
         """The model in this process, or (``model.remote``) the model workers over Redis."""
@@ -166,15 +122,13 @@ class App:
                 queue_size=c.worker.queue_size,
                 request_seconds=c.model.timeout_seconds,
             )
-        imports = self._imports
-
-        def load() -> Generator:
-            if imports is not None:
-                imports.wait_for_torch()
-            return self._load(c)
-
+        # The model's imports (torch, then Keras: most of a cold start) start here, in the worker
+        # thread, once safety and the database are open: beside them, in a thread started
+        # earlier, the first start took 5.57 s to its first reply instead of 4.99 (medians of 6,
+        # 2-core AMD EPYC; every later start 3.78 against 3.98 s): two threads running Python
+        # code share one GIL, and the database's first migration is Python code.
         return ModelWorker(
-            load,
+            lambda: self._load(c),
             max_batch=c.worker.max_batch,
             max_wait=c.worker.max_wait_ms / 1000.0,
             queue_size=c.worker.queue_size,

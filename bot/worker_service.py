@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bot import collection
 from bot.config import Config, ConfigError
 from bot.remote import (
     GROUP,
@@ -69,6 +70,7 @@ class WorkerService:
             queue_size=c.worker.queue_size,
         )
         await self._local.start()
+        collection.started()
         beat = asyncio.create_task(self._heartbeat(), name="worker-heartbeat")
         self._room.set()
         logger.info("worker %s takes jobs from %s", self.name, where(self.url))

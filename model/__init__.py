@@ -30,6 +30,8 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 # token's ~150 small ops wake the threads from sleep, and a beam-10 reply of 400M int8 took 4.2 s
 # instead of 2.6 s (greedy 1.0 s instead of 0.65 s), with no CPU used while idle either way.
 
+import logging
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +52,8 @@ from model.tokenizer import TokenizerOnly
 if TYPE_CHECKING:
     from model.blenderbot import Blenderbot
     from model.devices import DTYPES
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "DTYPES",
@@ -121,12 +125,14 @@ def load(
         directory = None if int8_cache is None else Path(int8_cache)
         cache = None if directory is None else KernelCache.for_checkpoint(directory, folder, checkpoint.files)
         packing = Packing(config, checkpoint.linear, sequence_engine=sequence_engine(), cache=cache)
+    importing = time.perf_counter()
     try:
-        from model.blenderbot import Blenderbot
+        from model.blenderbot import Blenderbot  # Keras, 1-2 s on a first import
     except BaseException:
         if packing is not None:
             packing.stop()
         raise
+    logger.debug("imported the Keras model in %.2f s", time.perf_counter() - importing)
     return Blenderbot(
         folder,
         config=config,

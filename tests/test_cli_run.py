@@ -62,6 +62,7 @@ async def test_web_chat_alone_is_run_and_served(tmp_path: Path, blenderbot_dir: 
         await stop(daemon)
     text = log.read_text()
     assert WEB_TOKEN not in text and "web chat on /chat (token required)" in text
+    assert "collection resumed; the" in text  # paused while the daemon started (bot.collection)
 
 
 async def test_a_wrong_telegram_token_is_one_line_and_never_printed(
