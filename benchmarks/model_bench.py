@@ -136,6 +136,9 @@ def main() -> None:
         "--cold-only", action="store_true", help="only the cold starts of --dtypes (a few minutes)"
     )
     parser.add_argument(
+        "--cold-repeats", type=int, default=3, help="cold starts of each kind (first, later): medians"
+    )
+    parser.add_argument(
         "--cold-python",
         default=sys.executable,
         help="the Python of another environment for the cold starts, e.g. a plain `pip install .` "
@@ -155,7 +158,7 @@ def main() -> None:
         print(f"# {'400M-distill shape' if not args.quick else 'quick shape'}, torch {torch.__version__}")
         print(f"# cpu: {cpu_flags()}")
         for dtype in args.dtypes.split(","):
-            cold_start(folder, dtype, tmp, args.cold_python)
+            cold_start(folder, dtype, tmp, args.cold_python, args.cold_repeats)
         shutil.rmtree(tmp, ignore_errors=True)
         return
     hf = BlenderbotForConditionalGeneration.from_pretrained(str(folder), attn_implementation="sdpa")
@@ -259,7 +262,7 @@ def main() -> None:
     if "int8" in ours_by_dtype and "float32" in ours_by_dtype:
         quality(ours_by_dtype["float32"], ours_by_dtype["int8"], beam60, args.quality)
     for dtype in args.dtypes.split(","):
-        cold_start(folder, dtype, tmp, args.cold_python)
+        cold_start(folder, dtype, tmp, args.cold_python, args.cold_repeats)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -311,42 +314,53 @@ def quality(fp32: model.Blenderbot, int8: model.Blenderbot, beam: dict[str, Any]
     )
 
 
-def cold_start(folder: Path, dtype: str, tmp: Path, python: str = sys.executable) -> None:
+def cold_start(folder: Path, dtype: str, tmp: Path, python: str = sys.executable, repeats: int = 3) -> None:
     """`python -m bot chat` from nothing to its first reply (the line on stdout), and the model's
     process RSS after load. ``python`` may be another environment's (a plain ``pip install .``).
 
-    Twice from one data_dir: the first start creates the database and, for int8, writes the
-    kernel cache (``data_dir/int8``); the second is every later start."""
+    Twice from one data_dir, ``repeats`` times (a new data_dir each time): the first start creates
+    the database and, for int8, writes the kernel cache (``data_dir/int8``); the second is every
+    later start. Medians, with the range (a shared VM's speed moves within minutes)."""
     import subprocess
 
-    config = tmp / f"cold-{dtype}.yaml"
-    config.write_text(
-        f"data_dir: {tmp / ('data-' + dtype)}\n"
-        f"model: {{source: {folder}, device: cpu, dtype: {dtype}, "
-        "generation: {num_beams: 10, max_length: 20}}\n"
-        "safety: {classifier: {enabled: false}}\n"
-    )
-    for start in ("first start", "later start"):
-        started = time.perf_counter()
-        chat = subprocess.Popen(
-            [python, "-m", "bot", "chat", "--config", str(config)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=tmp,
+    times: dict[str, list[tuple[float, float]]] = {"first start": [], "later start": []}
+    for repeat in range(repeats):
+        data = tmp / f"data-{dtype}-{repeat}"
+        config = tmp / f"cold-{dtype}.yaml"
+        config.write_text(
+            f"data_dir: {data}\n"
+            f"model: {{source: {folder}, device: cpu, dtype: {dtype}, "
+            "generation: {num_beams: 10, max_length: 20}}\n"
+            "safety: {classifier: {enabled: false}}\n"
         )
-        assert chat.stdin is not None and chat.stdout is not None  # both are pipes
-        chat.stdin.write("Hello, how are you today?\n")
-        chat.stdin.flush()
-        reply = chat.stdout.readline()
-        first_reply = time.perf_counter() - started
-        _, errors = chat.communicate("")  # end of input: the chat exits
-        exited = time.perf_counter() - started
-        ok = "ok" if chat.returncode == 0 and reply.strip() else f"failed: {errors[-200:]}"
+        for start, runs in times.items():
+            started = time.perf_counter()
+            chat = subprocess.Popen(
+                [python, "-m", "bot", "chat", "--config", str(config)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=tmp,
+            )
+            assert chat.stdin is not None and chat.stdout is not None  # both are pipes
+            chat.stdin.write("Hello, how are you today?\n")
+            chat.stdin.flush()
+            reply = chat.stdout.readline()
+            first_reply = time.perf_counter() - started
+            _, errors = chat.communicate("")  # end of input: the chat exits
+            exited = time.perf_counter() - started
+            if chat.returncode != 0 or not reply.strip():
+                print(f"[{dtype}] cold start, {start}: failed (exit {chat.returncode}): {errors[-300:]}")
+                return
+            runs.append((first_reply, exited))
+        shutil.rmtree(data, ignore_errors=True)
+    for start, runs in times.items():
+        replies = [r for r, _ in runs]
         print(
             f"[{dtype}] cold start to the first reply (python -m bot chat, beam 10 x 20), {start}: "
-            f"{first_reply:.1f} s, exited at {exited:.1f} s ({ok})",
+            f"median {statistics.median(replies):.2f} s (min {min(replies):.2f}, max {max(replies):.2f}; "
+            f"{len(runs)} runs), exited at {statistics.median(e for _, e in runs):.2f} s",
             flush=True,
         )
     probe = subprocess.run(
