@@ -1,6 +1,6 @@
 """The cyclic garbage collector, paused while a ``python -m bot`` command starts.
 
-Importing torch and Keras creates about 540,000 objects that live as long as the process (modules,
+Importing torch and Keras creates 600,000-700,000 objects that live as long as the process (modules,
 functions, classes). With automatic collection on, the collector walks them again and again while
 they pile up: ``import torch, keras`` took 2.2-2.6 s with it and 1.7-2.0 s without (AMD EPYC, 2
 cores, 2026-12-06). Once the command has started they are frozen (``gc.freeze``), so that later
