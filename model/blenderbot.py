@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,24 +16,12 @@ from model.checkpoint import Checkpoint
 from model.config import BlenderbotConfig
 from model.convert import load_weights
 from model.generation import generate
+from model.heap import release_freed_memory
 from model.int8 import Packing
 from model.settings import GenerationSettings, Hypothesis
 from model.tokenizer import BlenderbotTokenizer
 
 logger = logging.getLogger(__name__)
-
-
-def release_freed_memory() -> None:
-    """Give the heap's free pages back to the OS (glibc), so the resident size shows what is kept.
-
-    No ``gc.collect()`` first: the int8 load leaves no large garbage in reference cycles (RSS
-    after loading the 400M model 822 MiB with or without it), and in ``python -m bot``, where
-    collection is paused for the start (:mod:`bot.collection`), it walked every object the imports
-    made: 0.175 s of the cold start."""
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):  # not glibc
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 class Blenderbot:

@@ -72,12 +72,19 @@ def test_sequence_kernels_on_either_engine_stay_close_to_float32(
 
 
 def test_parts_quantised_apart_and_stacked_equal_the_stacked_kernel_quantised() -> None:
-    """q, k and v (self-attention) become one kernel: quantising each and stacking the int8 rows,
-    as packing does, gives the values of quantising the stacked float kernel, bit for bit."""
-    from model.int8 import quantise, stack_rows
+    """q, k and v (self-attention) become one kernel: quantising each into its rows, as packing
+    does, gives the values of quantising the stacked float kernel, bit for bit, also through a
+    scratch buffer that a larger kernel (and a float16 one) used before."""
+    from model.int8 import Scratch, quantise
 
     generator = torch.Generator().manual_seed(3)
     parts = [torch.randn(48, 32, generator=generator) * scale for scale in (0.02, 1.0, 40.0)]
     stacked = quantise(torch.cat(parts))
-    apart = stack_rows([quantise(p) for p in parts])
+    scratch = Scratch()
+    quantise(torch.randn(200, 32, generator=generator).half() * 900, scratch=scratch)
+    apart = quantise(*parts, scratch=scratch)
     assert torch.equal(apart.ints, stacked.ints) and torch.equal(apart.scales, stacked.scales)
+    # and they are the integers of round(kernel / scale), scale = max |row| / 127
+    scales = torch.cat(parts).abs().amax(dim=1) / 127
+    expected = torch.round(torch.cat(parts) / scales[:, None]).to(torch.int8)
+    assert torch.equal(apart.scales, scales) and torch.equal(apart.ints, expected)

@@ -133,13 +133,17 @@ def test_the_cache_writer_is_waited_for_at_exit(
     tmp_path: Path, blenderbot_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The writer is not a daemon thread (it is started by the packing thread, which is one, and
-    would inherit that): the interpreter waits for it, so a process that exits right after its
-    first reply still leaves the whole file. It runs at the lowest priority."""
+        would inherit that): the interpreter waits for it, so a process that exits right after its
+        first reply still leaves the whole file. It runs at the lowest priority, and lets the values go
+    once they are written."""
     writing, finish = threading.Event(), threading.Event()
     write = model.int8_cache.KernelCache.write
     priority: list[int] = []
 
+    given: list[Any] = []
+
     def held_write(self: model.int8_cache.KernelCache, quantised: Any) -> None:
+        given.append(quantised)
         priority.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
         writing.set()
         finish.wait(30)
@@ -154,6 +158,7 @@ def test_the_cache_writer_is_waited_for_at_exit(
     writer.join(30)
     assert len(cache_files(tmp_path / "int8")) == 1
     assert priority == [19]  # the first reply, computed meanwhile, goes first
+    assert given and not given[0]  # written, the int8 values are let go (365 MB for 400M)
 
 
 def test_bot_chat_caches_the_kernels_for_its_next_start(tmp_path: Path, blenderbot_dir: Path) -> None:
