@@ -3,7 +3,10 @@
 ``model.safetensors`` is preferred, then its shards, then ``pytorch_model.bin`` (read with
 ``weights_only=True``) or its shards. Tensors that transformers ties to ``model.shared.weight``
 (the per-stack ``embed_tokens`` and ``lm_head``) may be absent; when present they must equal it.
-safetensors files are memory-mapped: a tensor is read from the page cache when first used.
+safetensors files are memory-mapped: a tensor is read from the page cache when first used; so are
+``pytorch_model.bin`` files in torch's zip format (every ``torch.save`` since torch 1.6), which
+otherwise would be read whole into new memory first (400M-distill's 1.46 GB: 1.7-2.0 s, 0.9 s of
+it page faults, against 1.0-1.2 s mapped, torch's import included).
 
 Kept apart from the model, which knows nothing of checkpoint names: :mod:`model.convert` maps
 them onto the Keras variables, :mod:`model.int8` packs int8 kernels straight from them (while
@@ -13,6 +16,7 @@ Keras is still being imported).
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,7 +117,9 @@ def _read_file(path: Path) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError) as exc:
             raise CheckpointError(f"{path} cannot be read: {exc}") from None
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        # mmap needs the zip format; older files (torch.save before torch 1.6) are read whole
+        mapped = zipfile.is_zipfile(path)
+        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=mapped)
     except Exception as exc:  # torch raises several unrelated types for a bad file
         raise CheckpointError(f"{path} cannot be read: {exc}") from None
     if not isinstance(state, dict):

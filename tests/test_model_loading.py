@@ -107,6 +107,28 @@ def test_pytorch_model_bin_and_tied_fallback(blenderbot_dir: Path, tmp_path: Pat
     assert (from_bin.logits(ids, [[1, 4]]) == reference.logits(ids, [[1, 4]])).all()
 
 
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux's /proc/self/maps")
+def test_pytorch_model_bin_is_memory_mapped_unless_it_predates_the_zip_format(
+    blenderbot_dir: Path, tmp_path: Path
+) -> None:
+    """A zip-format pytorch_model.bin is mapped, not read into new memory (the file shows in the
+    process's mappings while its tensors live); one saved in torch's legacy format still loads,
+    read whole, with the same tensors."""
+    from model.checkpoint import read_state_dict
+
+    state = load_file(str(blenderbot_dir / "model.safetensors"))
+    for name, legacy in (("zip", False), ("legacy", True)):
+        folder = _copy(blenderbot_dir, tmp_path / name)
+        (folder / "model.safetensors").unlink()
+        torch.save(state, folder / "pytorch_model.bin", _use_new_zipfile_serialization=not legacy)
+        tensors, _, files = read_state_dict(folder)
+        assert files == [folder / "pytorch_model.bin"]
+        assert tensors.keys() == state.keys() and all(torch.equal(tensors[k], state[k]) for k in state)
+        mapped = str(folder / "pytorch_model.bin") in Path("/proc/self/maps").read_text()
+        assert mapped == (not legacy), name
+        del tensors
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
