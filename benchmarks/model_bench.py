@@ -314,16 +314,37 @@ def quality(fp32: model.Blenderbot, int8: model.Blenderbot, beam: dict[str, Any]
     )
 
 
+def chat_resident(pid: int, int8_cache: Path | None) -> str:
+    """The resident size of a running chat, read from /proc once its start is over: for int8, once
+    the kernel cache it writes on a first start is there (then a moment for the writer to let its
+    int8 values go)."""
+    status = Path(f"/proc/{pid}/status")
+    if not status.exists():
+        return "RSS unknown (no /proc)"
+    if int8_cache is not None:
+        deadline = time.monotonic() + 60
+        while not list(int8_cache.glob("*.safetensors")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+    fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+    mib = {key: int(fields[key].split()[0]) / 1024 for key in ("VmRSS", "VmHWM", "RssFile")}
+    return (
+        f"RSS {mib['VmRSS']:.0f} MiB ({mib['RssFile']:.0f} of it mapped files), peak {mib['VmHWM']:.0f} MiB"
+    )
+
+
 def cold_start(folder: Path, dtype: str, tmp: Path, python: str = sys.executable, repeats: int = 3) -> None:
     """`python -m bot chat` from nothing to its first reply (the line on stdout), and the model's
     process RSS after load. ``python`` may be another environment's (a plain ``pip install .``).
 
     Twice from one data_dir, ``repeats`` times (a new data_dir each time): the first start creates
     the database and, for int8, writes the kernel cache (``data_dir/int8``); the second is every
-    later start. Medians, with the range (a shared VM's speed moves within minutes)."""
+    later start. Medians, with the range (a shared VM's speed moves within minutes). The chat's own
+    resident size after its first reply (the first round), as a user's process has it."""
     import subprocess
 
     times: dict[str, list[tuple[float, float]]] = {"first start": [], "later start": []}
+    resident: dict[str, str] = {}
     for repeat in range(repeats):
         data = tmp / f"data-{dtype}-{repeat}"
         config = tmp / f"cold-{dtype}.yaml"
@@ -348,6 +369,8 @@ def cold_start(folder: Path, dtype: str, tmp: Path, python: str = sys.executable
             chat.stdin.flush()
             reply = chat.stdout.readline()
             first_reply = time.perf_counter() - started
+            if repeat == 0:
+                resident[start] = chat_resident(chat.pid, data / "int8" if dtype == "int8" else None)
             _, errors = chat.communicate("")  # end of input: the chat exits
             exited = time.perf_counter() - started
             if chat.returncode != 0 or not reply.strip():
@@ -360,7 +383,8 @@ def cold_start(folder: Path, dtype: str, tmp: Path, python: str = sys.executable
         print(
             f"[{dtype}] cold start to the first reply (python -m bot chat, beam 10 x 20), {start}: "
             f"median {statistics.median(replies):.2f} s (min {min(replies):.2f}, max {max(replies):.2f}; "
-            f"{len(runs)} runs), exited at {statistics.median(e for _, e in runs):.2f} s",
+            f"{len(runs)} runs), exited at {statistics.median(e for _, e in runs):.2f} s; "
+            f"the chat's process after its reply: {resident[start]}",
             flush=True,
         )
     probe = subprocess.run(
