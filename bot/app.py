@@ -15,6 +15,7 @@ from bot.metrics import Metrics
 from bot.pipeline import Pipeline
 from bot.worker import Generator, ModelWorker, Worker
 from memory import MemoryStore
+from model.heap import Trimmer
 from safety import SafetyChecker
 
 logger = logging.getLogger(__name__)
@@ -133,6 +134,7 @@ class App:
             max_wait=c.worker.max_wait_ms / 1000.0,
             queue_size=c.worker.queue_size,
             on_batch=self.metrics.observe_batch,
+            trimmer=Trimmer(on_trim=self.metrics.observe_trim),
         )
 
     async def _retain(self, days: int) -> None:

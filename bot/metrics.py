@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
@@ -12,6 +12,8 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # process_resident_memory_bytes, process_cpu_seconds_total, ... (Linux /proc; none elsewhere)
+        ProcessCollector(registry=r)
         self.messages_in = Counter("blenderd_messages_in", "Messages received", ["platform"], registry=r)
         self.messages_out = Counter("blenderd_messages_out", "Replies sent", ["platform"], registry=r)
         self.queue_depth = Gauge("blenderd_queue_depth", "Requests waiting for or in generation", registry=r)
@@ -46,6 +48,12 @@ class Metrics:
         self.busy = Counter(
             "blenderd_busy_replies", "Messages answered 'busy' because the queue was full", registry=r
         )
+        self.heap_trim_seconds = Histogram(
+            "blenderd_heap_trim_seconds",
+            "Time of one return of the heap's freed memory to the OS, after generations",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+            registry=r,
+        )
         self.rate_limited = Counter(
             "blenderd_rate_limited", "Messages refused by the per-person rate limit", registry=r
         )
@@ -53,6 +61,9 @@ class Metrics:
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
         self.generation_seconds.observe(seconds)
+
+    def observe_trim(self, seconds: float) -> None:
+        self.heap_trim_seconds.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -22,6 +22,7 @@ from typing import Protocol
 from bot.context import ContextModel, ContextTokenizer
 from bot.slots import Admission, Busy, Slot, WorkerStats, WorkerStopped
 from model import Hypothesis
+from model.heap import Trimmer
 
 logger = logging.getLogger(__name__)
 
@@ -103,12 +104,17 @@ class ModelWorker(Admission):
         max_wait: float = 0.015,
         queue_size: int = 64,
         on_batch: Callable[[int, float], None] | None = None,
+        trimmer: Trimmer | None = None,
     ) -> None:
+        """``trimmer`` gives the heap's freed memory back after batches (:class:`model.heap.Trimmer`,
+        the default one when None): without it the resident size of a busy daemon grows by
+        about 0.7 MiB per message with the 400M model, its live memory flat."""
         self._load = load
         self.max_batch = max_batch
         self.max_wait = max_wait
         super().__init__(queue_size)
         self._on_batch = on_batch
+        self._trimmer = trimmer or Trimmer()
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._finished: asyncio.Future[None] | None = None
@@ -238,6 +244,7 @@ class ModelWorker(Admission):
             outcome: list[Hypothesis] | BaseException = results[i] if results is not None else error  # type: ignore[assignment]
             with suppress(RuntimeError):  # the loop closed while this batch was generating
                 request.loop.call_soon_threadsafe(_deliver, request.future, outcome)
+        self._trimmer.after(elapsed, idle=self._queue.empty())
 
 
 def _set_ready(ready: asyncio.Future[None], error: BaseException | None) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -125,6 +126,10 @@ async def test_entry_and_healthcheck_commands_in_a_venv(tmp_path: Path, blenderb
             metrics = await response.text()
         assert 'blenderd_messages_in_total{platform="telegram"} 1.0' in metrics
         assert "blenderd_generation_seconds_bucket" in metrics
+        trims = re.search(r"^blenderd_heap_trim_seconds_count (\S+)$", metrics, re.M)
+        assert trims is not None and float(trims.group(1)) >= 1  # the heap given back after the batch
+        resident = re.search(r"^process_resident_memory_bytes (\S+)$", metrics, re.M)
+        assert resident is not None and float(resident.group(1)) > 50e6
         daemon.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(daemon.wait(), 60) == 0
         assert await healthcheck() == 1  # nothing answers any more
