@@ -62,7 +62,12 @@ def status(pid: int) -> dict[str, int]:
 def classifier(args: argparse.Namespace) -> dict[str, object]:
     if args.classifier is None:
         return {"enabled": False}
-    return {"enabled": True, "checkpoint": str(args.classifier), "config_folder": str(args.classifier_config)}
+    return {
+        "enabled": True,
+        "checkpoint": str(args.classifier),
+        "config_folder": str(args.classifier_config),
+        "threshold": args.classifier_threshold,
+    }
 
 
 def free_port() -> int:
@@ -157,6 +162,12 @@ def main() -> None:
         "--classifier", type=Path, help="a Detoxify checkpoint file (default: classifier off)"
     )
     parser.add_argument("--classifier-config", type=Path, help="its base model's config and tokenizer folder")
+    parser.add_argument(
+        "--classifier-threshold",
+        type=float,
+        default=0.5,
+        help="e.g. 0.99 for random weights, which block all",
+    )
     parser.add_argument("--beams", type=int, default=10)
     parser.add_argument("--max-length", type=int, default=20)
     args = parser.parse_args()
