@@ -99,19 +99,16 @@ async def soak(python: str, args: argparse.Namespace, lines: list[str], tmp: Pat
         )
     base = f"http://127.0.0.1:{port}"
     try:
+        for _ in range(600):  # as Docker's HEALTHCHECK asks: `python -m bot healthcheck`
+            if daemon.poll() is not None:
+                raise SystemExit(f"{label} the daemon exited: {(tmp / 'stderr').read_text()[-2000:]}")
+            check = [python, "-m", "bot", "healthcheck", "--config", str(tmp / "config.yaml")]
+            if subprocess.run(check, cwd=tmp, capture_output=True).returncode == 0:
+                break
+            await asyncio.sleep(0.5)
+        else:
+            raise SystemExit(f"{label} the daemon never became healthy")
         async with aiohttp.ClientSession() as http:
-            for _ in range(1200):
-                if daemon.poll() is not None:
-                    raise SystemExit(f"{label} the daemon exited: {(tmp / 'stderr').read_text()[-2000:]}")
-                try:
-                    async with http.get(f"{base}/healthz") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.5)
-            else:
-                raise SystemExit(f"{label} the daemon never became healthy")
             print(f"{label} ready: {status(daemon.pid)}", flush=True)
             people = [secrets.token_hex(16) for _ in range(args.people)]
             gate = asyncio.Semaphore(args.concurrency)
