@@ -107,8 +107,8 @@ class ModelWorker(Admission):
         trimmer: Trimmer | None = None,
     ) -> None:
         """``trimmer`` gives the heap's freed memory back after batches (:class:`model.heap.Trimmer`,
-        the default one when None): without it the resident size of a busy daemon grows by
-        about 0.7 MiB per message with the 400M model, its live memory flat."""
+        the default one when None): without it the resident size of a busy daemon grew by 0.5-0.9
+        MiB per message with the 400M model, its live memory flat (docs/benchmarks.md, 2026-12-07)."""
         self._load = load
         self.max_batch = max_batch
         self.max_wait = max_wait
