@@ -10,7 +10,6 @@ and reports medians; ratio = ours / transformers time (lower is better, <= 1.00 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import resource
 import shutil
 import statistics
@@ -27,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch
 
 import model
-from benchmarks.machine import cpu_flags
+from benchmarks.machine import cpu_flags, proc_status_mib
 from tests.checkpoints import REAL_400M, build_blenderbot
 
 FULL: dict[str, Any] = {  # facebook/blenderbot-400M-distill
@@ -79,12 +78,12 @@ class PeakRSS:
 
 
 def _trim() -> None:
-    import ctypes
     import gc
 
+    from model.heap import release_freed_memory
+
     gc.collect()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: the numbers are then less exact
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    release_freed_memory()  # not glibc: nothing, and the numbers are then less exact
 
 
 def _rss() -> int:
@@ -326,8 +325,7 @@ def chat_resident(pid: int, int8_cache: Path | None) -> str:
         while not list(int8_cache.glob("*.safetensors")) and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.5)
-    fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
-    mib = {key: int(fields[key].split()[0]) / 1024 for key in ("VmRSS", "VmHWM", "RssFile")}
+    mib = proc_status_mib(pid, ("VmRSS", "VmHWM", "RssFile"))
     return (
         f"RSS {mib['VmRSS']:.0f} MiB ({mib['RssFile']:.0f} of it mapped files), peak {mib['VmHWM']:.0f} MiB"
     )

@@ -31,7 +31,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.machine import cpu_flags
+from benchmarks.machine import cpu_flags, proc_status_mib
 
 
 def chitchat_lines(seed: int = 1) -> list[str]:
@@ -50,13 +50,7 @@ def chitchat_lines(seed: int = 1) -> list[str]:
 
 def status(pid: int) -> dict[str, int]:
     """VmRSS, VmHWM and RssAnon of ``pid``, in MiB."""
-    wanted = ("VmRSS", "VmHWM", "RssAnon")
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key = line.split(":", 1)[0]
-        if key in wanted:
-            out[key] = int(line.split()[1]) // 1024
-    return out
+    return {k: int(v) for k, v in proc_status_mib(pid, ("VmRSS", "VmHWM", "RssAnon")).items()}
 
 
 def classifier(args: argparse.Namespace) -> dict[str, object]:

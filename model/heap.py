@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -29,8 +30,17 @@ def release_freed_memory() -> None:
     No ``gc.collect()`` first: in ``python -m bot``, where collection is paused for the start
     (:mod:`bot.collection`), it would walk every object the imports made (0.175 s of the cold
     start); the load leaves its large objects to reference counting (see :func:`model.load`)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, looked up once (the model worker calls it after batches)."""
     with contextlib.suppress(OSError, AttributeError):  # not glibc
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    return None
 
 
 class Trimmer:
