@@ -131,34 +131,52 @@ def build_blenderbot(
     return folder
 
 
+END_OF_WORD = "\ue000"  # a private-use character: the end of a word, while the vocabulary is learned
+
+
 def build_blenderbot_small(folder: Path, *, seed: int = 1) -> Path:
-    """A BlenderbotSmall checkpoint (post-LayerNorm) with a ParlAI-style subword-nmt vocabulary."""
+    """A BlenderbotSmall checkpoint (post-LayerNorm) with a ParlAI-style subword-nmt vocabulary.
+
+    The same files at every build. The trainer's own ``end_of_word_suffix`` numbers its ``x</w>``
+    pieces in hash-map order, which differs from process to process, and merges of equal count
+    are ordered by those numbers (huggingface/tokenizers#1794): 3 builds gave 3 different
+    vocabularies, and the tests' inputs, encoded with them, changed from run to run. So the end of
+    a word is a character of its own here (the trainer sorts its alphabet), and the pieces are
+    spelled as subword-nmt does afterwards: ``x</w>`` pieces are whole from the start."""
+    import re
+
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import BlenderbotSmallConfig, BlenderbotSmallForConditionalGeneration
 
     folder.mkdir(parents=True, exist_ok=True)
     specials = ["__null__", "__start__", "__end__", "__unk__", "__newln__"]
-    trainer_tok = Tokenizer(models.BPE(unk_token="__unk__", end_of_word_suffix="</w>"))
-    trainer_tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split("'", behavior="isolated")]
-    )
+    trainer_tok = Tokenizer(models.BPE(unk_token="__unk__"))
+    trainer_tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     words = [
-        s.lower().replace(".", " .").replace(",", " ,").replace("?", " ?").replace("!", " !") for s in CORPUS
+        " ".join(word + END_OF_WORD for word in re.findall(r"[^\s']+|'", s.lower()))
+        for s in (
+            s.replace(".", " .").replace(",", " ,").replace("?", " ?").replace("!", " !") for s in CORPUS
+        )
     ]
-    trainer = trainers.BpeTrainer(vocab_size=260, special_tokens=specials, end_of_word_suffix="</w>")
+    trainer = trainers.BpeTrainer(vocab_size=260, special_tokens=specials)
     trainer_tok.train_from_iterator(words, trainer)
     raw = json.loads(trainer_tok.to_str())["model"]
-    vocab: dict[str, int] = {}
-    for token, index in raw["vocab"].items():  # subword-nmt spelling: "ab@@" inside a word, "ab" at its end
-        if token in specials:
-            vocab[token] = index
-        elif token.endswith("</w>"):
-            vocab[token[: -len("</w>")]] = index
-        else:
-            vocab[token + "@@"] = index
-    merges = [m if isinstance(m, str) else " ".join(m) for m in raw["merges"]]
+    pairs = [m.split(" ") if isinstance(m, str) else m for m in raw["merges"]]
+
+    def spelled(piece: str) -> str:  # subword-nmt spelling: "ab@@" inside a word, "ab" at its end
+        return piece[: -len(END_OF_WORD)] if piece.endswith(END_OF_WORD) else piece + "@@"
+
+    letters = sorted(t for t in raw["vocab"] if len(t) == 1 and t != END_OF_WORD)
+    finals = sorted({a for a, b in pairs if b == END_OF_WORD} | {w[-2] for w in " ".join(words).split()})
+    pieces = [*letters, *(f + END_OF_WORD for f in finals)]
+    merges = [(a, b) for a, b in pairs if b != END_OF_WORD]
+    pieces += [a + b for a, b in merges]
+    vocab = {token: index for index, token in enumerate(specials)}
+    for piece in pieces:
+        vocab.setdefault(spelled(piece), len(vocab))
+    lines = [" ".join(p.replace(END_OF_WORD, "</w>") for p in pair) for pair in merges]
     (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(lines) + "\n")
     config = BlenderbotSmallConfig(
         **_odd_config(
             max(vocab.values()) + 1, d_model=30, encoder_attention_heads=5, decoder_attention_heads=5
