@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -139,9 +139,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--cold-python",
-        default=sys.executable,
+        action="append",
         help="the Python of another environment for the cold starts, e.g. a plain `pip install .` "
-        "(the dev extras add scikit-learn, which keras imports when it is there: about 0.8 s)",
+        "(the dev extras add scikit-learn, which keras imports when it is there: about 0.8 s); "
+        "repeat it to compare versions side by side (default: this Python)",
     )
     args = parser.parse_args()
     if args.ct2_only:
@@ -157,7 +158,7 @@ def main() -> None:
         print(f"# {'400M-distill shape' if not args.quick else 'quick shape'}, torch {torch.__version__}")
         print(f"# cpu: {cpu_flags()}")
         for dtype in args.dtypes.split(","):
-            cold_start(folder, dtype, tmp, args.cold_python, args.cold_repeats)
+            cold_start(folder, dtype, tmp, args.cold_python or [sys.executable], args.cold_repeats)
         shutil.rmtree(tmp, ignore_errors=True)
         return
     hf = BlenderbotForConditionalGeneration.from_pretrained(str(folder), attn_implementation="sdpa")
@@ -261,7 +262,7 @@ def main() -> None:
     if "int8" in ours_by_dtype and "float32" in ours_by_dtype:
         quality(ours_by_dtype["float32"], ours_by_dtype["int8"], beam60, args.quality)
     for dtype in args.dtypes.split(","):
-        cold_start(folder, dtype, tmp, args.cold_python, args.cold_repeats)
+        cold_start(folder, dtype, tmp, args.cold_python or [sys.executable], args.cold_repeats)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -331,75 +332,88 @@ def chat_resident(pid: int, int8_cache: Path | None) -> str:
     )
 
 
-def cold_start(folder: Path, dtype: str, tmp: Path, python: str = sys.executable, repeats: int = 3) -> None:
+def cold_start(
+    folder: Path, dtype: str, tmp: Path, pythons: Sequence[str] = (sys.executable,), repeats: int = 3
+) -> None:
     """`python -m bot chat` from nothing to its first reply (the line on stdout), and the model's
-    process RSS after load. ``python`` may be another environment's (a plain ``pip install .``).
+    process RSS after load. ``pythons`` are the environments to compare (a plain ``pip install
+    .`` of each version), one after the other within every round, so that a shared VM's changes
+    of speed fall on all of them alike.
 
     Twice from one data_dir, ``repeats`` times (a new data_dir each time): the first start creates
     the database and, for int8, writes the kernel cache (``data_dir/int8``); the second is every
-    later start. Medians, with the range (a shared VM's speed moves within minutes). The chat's own
-    resident size after its first reply (the first round), as a user's process has it."""
+    later start. Medians, with the range. The chat's own resident size after its first reply (the
+    first round), as a user's process has it."""
     import subprocess
 
-    times: dict[str, list[tuple[float, float]]] = {"first start": [], "later start": []}
-    resident: dict[str, str] = {}
+    kinds = ("first start", "later start")
+    times: dict[tuple[str, str], list[tuple[float, float]]] = {(p, k): [] for p in pythons for k in kinds}
+    resident: dict[tuple[str, str], str] = {}
     for repeat in range(repeats):
-        data = tmp / f"data-{dtype}-{repeat}"
-        config = tmp / f"cold-{dtype}.yaml"
-        config.write_text(
-            f"data_dir: {data}\n"
-            f"model: {{source: {folder}, device: cpu, dtype: {dtype}, "
-            "generation: {num_beams: 10, max_length: 20}}\n"
-            "safety: {classifier: {enabled: false}}\n"
-        )
-        for start, runs in times.items():
-            started = time.perf_counter()
-            chat = subprocess.Popen(
-                [python, "-m", "bot", "chat", "--config", str(config)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                cwd=tmp,
+        for number, python in enumerate(pythons):
+            data = tmp / f"data-{dtype}-{repeat}-{number}"
+            config = tmp / f"cold-{dtype}.yaml"
+            config.write_text(
+                f"data_dir: {data}\n"
+                f"model: {{source: {folder}, device: cpu, dtype: {dtype}, "
+                "generation: {num_beams: 10, max_length: 20}}\n"
+                "safety: {classifier: {enabled: false}}\n"
             )
-            assert chat.stdin is not None and chat.stdout is not None  # both are pipes
-            chat.stdin.write("Hello, how are you today?\n")
-            chat.stdin.flush()
-            reply = chat.stdout.readline()
-            first_reply = time.perf_counter() - started
-            if repeat == 0:
-                resident[start] = chat_resident(chat.pid, data / "int8" if dtype == "int8" else None)
-            _, errors = chat.communicate("")  # end of input: the chat exits
-            exited = time.perf_counter() - started
-            if chat.returncode != 0 or not reply.strip():
-                print(f"[{dtype}] cold start, {start}: failed (exit {chat.returncode}): {errors[-300:]}")
-                return
-            runs.append((first_reply, exited))
-        shutil.rmtree(data, ignore_errors=True)
-    for start, runs in times.items():
-        replies = [r for r, _ in runs]
-        print(
-            f"[{dtype}] cold start to the first reply (python -m bot chat, beam 10 x 20), {start}: "
-            f"median {statistics.median(replies):.2f} s (min {min(replies):.2f}, max {max(replies):.2f}; "
-            f"{len(runs)} runs), exited at {statistics.median(e for _, e in runs):.2f} s; "
-            f"the chat's process after its reply: {resident[start]}",
-            flush=True,
+            for kind in kinds:
+                started = time.perf_counter()
+                chat = subprocess.Popen(
+                    [python, "-m", "bot", "chat", "--config", str(config)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    cwd=tmp,
+                )
+                assert chat.stdin is not None and chat.stdout is not None  # both are pipes
+                chat.stdin.write("Hello, how are you today?\n")
+                chat.stdin.flush()
+                reply = chat.stdout.readline()
+                first_reply = time.perf_counter() - started
+                if repeat == 0:
+                    cache = data / "int8" if dtype == "int8" else None
+                    resident[python, kind] = chat_resident(chat.pid, cache)
+                _, errors = chat.communicate("")  # end of input: the chat exits
+                exited = time.perf_counter() - started
+                if chat.returncode != 0 or not reply.strip():
+                    print(f"[{dtype}] {python}: {kind} failed (exit {chat.returncode}): {errors[-300:]}")
+                    return
+                times[python, kind].append((first_reply, exited))
+            shutil.rmtree(data, ignore_errors=True)
+    for python in pythons:
+        label = "" if len(pythons) == 1 else f" {python}"
+        for kind in kinds:
+            runs = times[python, kind]
+            replies = [r for r, _ in runs]
+            print(
+                f"[{dtype}]{label} cold start to the first reply (python -m bot chat, beam 10 x 20), "
+                f"{kind}: median {statistics.median(replies):.2f} s (min {min(replies):.2f}, "
+                f"max {max(replies):.2f}; {len(runs)} runs), exited at "
+                f"{statistics.median(e for _, e in runs):.2f} s; the chat's process after its reply: "
+                f"{resident[python, kind]}",
+                flush=True,
+            )
+    for python in pythons:
+        probe = subprocess.run(
+            [
+                python,
+                "-c",
+                "import model, resource; "
+                f"m = model.load({str(folder)!r}, device='cpu', dtype={dtype!r}); "
+                "print(int(open('/proc/self/statm').read().split()[1]) * resource.getpagesize())",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=tmp,
+            check=False,
         )
-    probe = subprocess.run(
-        [
-            python,
-            "-c",
-            "import model, resource; "
-            f"m = model.load({str(folder)!r}, device='cpu', dtype={dtype!r}); "
-            "print(int(open('/proc/self/statm').read().split()[1]) * resource.getpagesize())",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp,
-        check=False,
-    )
-    rss = int(probe.stdout.split()[-1]) / 2**20 if probe.returncode == 0 else float("nan")
-    print(f"[{dtype}] process RSS after load: {rss:.0f} MiB", flush=True)
+        rss = int(probe.stdout.split()[-1]) / 2**20 if probe.returncode == 0 else float("nan")
+        label = "" if len(pythons) == 1 else f" {python}"
+        print(f"[{dtype}]{label} process RSS after load: {rss:.0f} MiB", flush=True)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ tensors, called as ``layer.call(...)``: on the torch backend ``keras.ops`` adds 
 and ``Layer.__call__`` about 150 µs per call, and one decoded token of 400M-distill runs ~150 of
 them, more than its matmuls cost. This is why the backend must be torch: it is set here, the one
 place, before keras is first imported (no other package of the project imports keras), and
-checked where the layers are (:mod:`model.layers`). Keras and torch are imported only with the
-model itself: settings, results and the tokenizer do without them.
+checked where Keras is imported (:mod:`model.keras_backend`, which spares it torch.compile's
+tracer). Keras and torch are imported only with the model itself: settings, results and the
+tokenizer do without them.
 
 The layout, as keras-hub: ``layers/`` (primitives, attention with its KV-cache contract, the
 transformer layers), ``backbone.py`` (the network), ``generation.py`` and ``beam_search.py``
@@ -31,6 +32,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 # instead of 2.6 s (greedy 1.0 s instead of 0.65 s), with no CPU used while idle either way.
 
 import logging
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -127,12 +129,16 @@ def load(
         packing = Packing(config, checkpoint.linear, sequence_engine=sequence_engine(), cache=cache)
     importing = time.perf_counter()
     try:
-        from model.blenderbot import Blenderbot  # Keras, 1-2 s on a first import
+        from model.blenderbot import Blenderbot  # Keras: 0.3-0.5 s on a first import
     except BaseException:
         if packing is not None:
             packing.stop()
         raise
-    logger.debug("imported the Keras model in %.2f s", time.perf_counter() - importing)
+    logger.debug(
+        "imported the Keras model in %.2f s (torch._dynamo %s)",
+        time.perf_counter() - importing,
+        "imported as well" if "torch._dynamo" in sys.modules else "not imported",
+    )
     try:
         return Blenderbot(
             folder,
@@ -146,11 +152,11 @@ def load(
         )
     finally:
         # This frame can outlive the call, with the locals it has when it returns: torch.fx.wrap,
-        # run while the imports above load torch (and torch._dynamo, for Keras), holds its own
-        # frame in a local, a cycle that keeps the whole stack it ran in, this frame included,
-        # until the cyclic collector runs. `python -m bot` pauses the collector while it starts,
-        # then freezes what the start made (bot.collection): the checkpoint stayed mapped for
-        # good, 1.4 GB of the first start's 2.6 GB resident (400M-distill, int8).
+        # run while the imports above load torch, holds its own frame in a local, a cycle that
+        # keeps the whole stack it ran in, this frame included, until the cyclic collector runs.
+        # `python -m bot` pauses the collector while it starts, then freezes what the start made
+        # (bot.collection): the checkpoint stayed mapped for good, 1.4 GB of the first start's
+        # 2.6 GB resident (400M-distill, int8).
         del checkpoint, packing
 
 

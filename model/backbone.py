@@ -7,13 +7,13 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import keras
 import torch
 import torch.nn.functional as F
 
 from model import int8
 from model.config import BlenderbotConfig
 from model.int8 import Int8Weight, linear_int8, packed_bytes
+from model.keras_backend import keras
 from model.layers.kv_cache import KVCache
 from model.layers.primitives import Embedding, LayerNorm, Linear
 from model.layers.transformer_layers import DecoderLayer, EncoderLayer

@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 import torch
 
@@ -18,6 +17,7 @@ from model.convert import load_weights
 from model.generation import generate
 from model.heap import release_freed_memory
 from model.int8 import Packing
+from model.keras_backend import keras
 from model.settings import GenerationSettings, Hypothesis
 from model.tokenizer import BlenderbotTokenizer
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-import keras
 import torch
 
 from model.backbone import BlenderbotBackbone
@@ -20,6 +19,7 @@ from model.errors import (
     TensorShapeError,
     UnexpectedTensorError,
 )
+from model.keras_backend import keras
 from model.layers.attention import CachedMultiHeadAttention
 from model.layers.primitives import LayerNorm, Linear
 from model.layers.transformer_layers import DecoderLayer, EncoderLayer

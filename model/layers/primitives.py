@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import keras
 import torch
 import torch.nn.functional as F
 
 from model.int8 import Int8Weight, linear_int8, packed_bytes
+from model.keras_backend import keras
 
 
 class Lazy(keras.initializers.Initializer):

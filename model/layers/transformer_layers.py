@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import keras
 import torch
 import torch.nn.functional as F
 
 from model.int8 import Int8Weight
+from model.keras_backend import keras
 from model.layers.attention import CachedMultiHeadAttention
 from model.layers.kv_cache import KVCache
 from model.layers.primitives import LayerNorm, Linear
