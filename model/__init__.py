@@ -105,8 +105,9 @@ def load(
 
     ``generation`` and ``candidates`` set how :meth:`Blenderbot.generate` searches by default.
     For int8 the kernels are packed from the checkpoint in a thread started before Keras is
-    imported (:class:`model.int8.Packing`): importing Keras holds the GIL on one core for 1-3 s,
-    packing uses the other cores meanwhile. ``int8_cache``: a folder where the kernels' int8
+    imported (:class:`model.int8.Packing`): importing Keras (0.3-0.6 s, :mod:`model.keras_backend`),
+    reading the tokenizer and building the backbone hold the GIL on one core, packing uses the
+    other cores meanwhile. ``int8_cache``: a folder where the kernels' int8
     values are kept for the next load (:mod:`model.int8_cache`; the daemon uses
     ``data_dir/int8``); None: quantised at every load.
     """

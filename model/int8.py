@@ -13,7 +13,7 @@ quantisation and one GEMM replace three or two. The groups are keyed by the mode
 (``decoder.3.self_attn.qkv``), and :func:`pack_groups` reads each part from a ``source``: the
 checkpoint's tensors (:class:`Packing`, at load) or a built backbone's variables
 (``BlenderbotBackbone.quantize_int8``). Packing needs no Keras, so :func:`model.load` starts it in
-a thread while Keras is imported (1-3 s of a cold start, on one core: the GIL).
+a thread while Keras is imported and the backbone built (Python code, on one core: the GIL).
 """
 
 from __future__ import annotations
