@@ -106,6 +106,14 @@ def run(
     )
 
 
+def chat_log(folder: Path, checkpoint: Path) -> str:
+    """``python -m bot chat`` from a tiny config with a DEBUG log file, one message answered: the log."""
+    config = write_config(folder, tiny(folder, checkpoint, logging={"level": "DEBUG", "file": "bot.log"}))
+    chat = run("chat", "--config", str(config), cwd=folder, stdin="Hello there\n")
+    assert chat.returncode == 0 and chat.stdout.strip(), chat.stderr[-3000:]
+    return (folder / "bot.log").read_text()
+
+
 def one_error(result: subprocess.CompletedProcess[str]) -> str:
     """The single ERROR line of a run that failed for the environment (exit 2, no traceback)."""
     output = result.stdout + result.stderr

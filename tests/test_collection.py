@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bot import collection
-from tests.cli import offline_env, run, tiny, write_config
+from tests.cli import chat_log, offline_env, tiny, write_config
 
 
 @pytest.fixture
@@ -61,11 +61,7 @@ def test_a_collector_the_process_disabled_stays_disabled(collector: None) -> Non
 def test_bot_chat_starts_with_the_collector_paused(tmp_path: Path, blenderbot_dir: Path) -> None:
     """``python -m bot chat``: the start (torch, Keras, the model) runs with the collector paused,
     and its objects are frozen before the first message is answered."""
-    raw = tiny(tmp_path, blenderbot_dir, logging={"level": "DEBUG", "file": "bot.log"})
-    config = write_config(tmp_path, raw)
-    chat = run("chat", "--config", str(config), cwd=tmp_path, stdin="Hello there\n")
-    assert chat.returncode == 0 and chat.stdout.strip(), chat.stderr[-3000:]
-    log = (tmp_path / "bot.log").read_text()
+    log = chat_log(tmp_path, blenderbot_dir)
     frozen = re.search(r"collection resumed; the (\d+) objects of the start are frozen", log)
     assert frozen is not None, log[-3000:]
     assert int(frozen.group(1)) > 100_000  # torch and Keras were imported before it resumed

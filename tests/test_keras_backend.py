@@ -11,7 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.cli import offline_env, run, tiny, write_config
+from tests.cli import chat_log, offline_env
 
 
 def python(code: str) -> str:
@@ -99,11 +99,7 @@ def test_anything_else_asked_of_the_stand_in_comes_from_the_real_module() -> Non
 def test_bot_chat_says_keras_came_without_dynamo(tmp_path: Path, blenderbot_dir: Path) -> None:
     """``python -m bot chat`` from a config, the safety classifier off: its DEBUG log says how
     long Keras took and that ``torch._dynamo`` was not imported with it."""
-    raw = tiny(tmp_path, blenderbot_dir, logging={"level": "DEBUG", "file": "bot.log"})
-    config = write_config(tmp_path, raw)
-    chat = run("chat", "--config", str(config), cwd=tmp_path, stdin="Hello there\n")
-    assert chat.returncode == 0 and chat.stdout.strip(), chat.stderr[-3000:]
-    log = (tmp_path / "bot.log").read_text()
+    log = chat_log(tmp_path, blenderbot_dir)
     line = re.search(r"imported the Keras model in [0-9.]+ s \(torch\._dynamo ([a-z ]+)\)", log)
     assert line is not None, log[-3000:]
     assert line.group(1) == "not imported"
