@@ -332,6 +332,36 @@ def chat_resident(pid: int, int8_cache: Path | None) -> str:
     )
 
 
+def start_chat(
+    python: str, config: Path, tmp: Path, *, resident: bool, int8_cache: Path | None
+) -> tuple[float, float, str | None] | str:
+    """One `python -m bot chat --config config`, one message: seconds to the reply's line and to
+    the exit, and (``resident``) the chat's resident size once its start is over (for int8 once
+    ``int8_cache`` is written: :func:`chat_resident`); or why it failed."""
+    import subprocess
+
+    started = time.perf_counter()
+    chat = subprocess.Popen(
+        [python, "-m", "bot", "chat", "--config", str(config)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp,
+    )
+    assert chat.stdin is not None and chat.stdout is not None  # both are pipes
+    chat.stdin.write("Hello, how are you today?\n")
+    chat.stdin.flush()
+    reply = chat.stdout.readline()
+    first_reply = time.perf_counter() - started
+    rss = chat_resident(chat.pid, int8_cache) if resident else None
+    _, errors = chat.communicate("")  # end of input: the chat exits
+    exited = time.perf_counter() - started
+    if chat.returncode != 0 or not reply.strip():
+        return f"exit {chat.returncode}: {errors[-300:]}"
+    return first_reply, exited, rss
+
+
 def cold_start(
     folder: Path, dtype: str, tmp: Path, pythons: Sequence[str] = (sys.executable,), repeats: int = 3
 ) -> None:
@@ -360,29 +390,15 @@ def cold_start(
                 "safety: {classifier: {enabled: false}}\n"
             )
             for kind in kinds:
-                started = time.perf_counter()
-                chat = subprocess.Popen(
-                    [python, "-m", "bot", "chat", "--config", str(config)],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                    cwd=tmp,
-                )
-                assert chat.stdin is not None and chat.stdout is not None  # both are pipes
-                chat.stdin.write("Hello, how are you today?\n")
-                chat.stdin.flush()
-                reply = chat.stdout.readline()
-                first_reply = time.perf_counter() - started
-                if repeat == 0:
-                    cache = data / "int8" if dtype == "int8" else None
-                    resident[python, kind] = chat_resident(chat.pid, cache)
-                _, errors = chat.communicate("")  # end of input: the chat exits
-                exited = time.perf_counter() - started
-                if chat.returncode != 0 or not reply.strip():
-                    print(f"[{dtype}] {python}: {kind} failed (exit {chat.returncode}): {errors[-300:]}")
+                cache = data / "int8" if dtype == "int8" else None
+                outcome = start_chat(python, config, tmp, resident=repeat == 0, int8_cache=cache)
+                if isinstance(outcome, str):
+                    print(f"[{dtype}] {python}: {kind} failed: {outcome}")
                     return
+                first_reply, exited, rss = outcome
                 times[python, kind].append((first_reply, exited))
+                if rss is not None:
+                    resident[python, kind] = rss
             shutil.rmtree(data, ignore_errors=True)
     for python in pythons:
         label = "" if len(pythons) == 1 else f" {python}"
@@ -411,9 +427,9 @@ def cold_start(
             cwd=tmp,
             check=False,
         )
-        rss = int(probe.stdout.split()[-1]) / 2**20 if probe.returncode == 0 else float("nan")
+        mib = int(probe.stdout.split()[-1]) / 2**20 if probe.returncode == 0 else float("nan")
         label = "" if len(pythons) == 1 else f" {python}"
-        print(f"[{dtype}]{label} process RSS after load: {rss:.0f} MiB", flush=True)
+        print(f"[{dtype}]{label} process RSS after load: {mib:.0f} MiB", flush=True)
 
 
 if __name__ == "__main__":

@@ -107,9 +107,9 @@ def load(
     For int8 the kernels are packed from the checkpoint in a thread started before Keras is
     imported (:class:`model.int8.Packing`): importing Keras (0.3-0.6 s, :mod:`model.keras_backend`),
     reading the tokenizer and building the backbone hold the GIL on one core, packing uses the
-    other cores meanwhile. ``int8_cache``: a folder where the kernels' int8
-    values are kept for the next load (:mod:`model.int8_cache`; the daemon uses
-    ``data_dir/int8``); None: quantised at every load.
+    other cores meanwhile. ``int8_cache``: a folder where the kernels' int8 values are kept for
+    the next load (:mod:`model.int8_cache`; the daemon uses ``data_dir/int8``); None: quantised
+    at every load.
     """
     from model.checkpoint import Checkpoint
     from model.config import BlenderbotConfig

@@ -79,18 +79,16 @@ class DeferredDynamo(types.ModuleType):
 
 
 @contextmanager
-def deferred_dynamo() -> Iterator[DeferredDynamo | None]:
+def deferred_dynamo() -> Iterator[None]:
     """Within: ``torch._dynamo`` is a :class:`DeferredDynamo` unless it (or Keras) was imported."""
     if DYNAMO in sys.modules or "keras" in sys.modules:
-        yield None
+        yield
         return
-    import torch  # the stand-in is a submodule of the real torch, which must be there first
-
-    del torch
+    importlib.import_module("torch")  # the stand-in stands for a submodule of the real torch
     standin = DeferredDynamo()
     sys.modules[DYNAMO] = standin
     try:
-        yield standin
+        yield
     finally:
         with standin._lock:
             if sys.modules.get(DYNAMO) is standin:
