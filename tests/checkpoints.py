@@ -167,8 +167,10 @@ def build_blenderbot_small(folder: Path, *, seed: int = 1) -> Path:
         return piece[: -len(END_OF_WORD)] if piece.endswith(END_OF_WORD) else piece + "@@"
 
     letters = sorted(t for t in raw["vocab"] if len(t) == 1 and t != END_OF_WORD)
-    finals = sorted({a for a, b in pairs if b == END_OF_WORD} | {w[-2] for w in " ".join(words).split()})
+    finals = sorted({word[-2] for word in " ".join(words).split()})  # the letters that end a word
     pieces = [*letters, *(f + END_OF_WORD for f in finals)]
+    # A merge onto the end of a word alone is no merge in subword-nmt (the trainer's "ab" + end,
+    # which would make "ab" a whole word, has no spelling there): only the other merges are kept.
     merges = [(a, b) for a, b in pairs if b != END_OF_WORD]
     pieces += [a + b for a, b in merges]
     vocab = {token: index for index, token in enumerate(specials)}
