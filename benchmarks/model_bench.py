@@ -27,7 +27,7 @@ import torch
 
 import model
 from benchmarks.machine import cpu_flags, proc_status_mib
-from tests.checkpoints import REAL_400M, build_blenderbot
+from tests.checkpoints import DETOXIFY_ORIGINAL, REAL_400M, build_blenderbot, build_detoxify
 
 FULL: dict[str, Any] = {  # facebook/blenderbot-400M-distill
     "vocab_size": 8008,
@@ -138,6 +138,13 @@ def main() -> None:
         "--cold-repeats", type=int, default=3, help="cold starts of each kind (first, later): medians"
     )
     parser.add_argument(
+        "--cold-classifier",
+        action="store_true",
+        help="cold starts also with the safety classifier on: random weights of Detoxify "
+        "'original' (bert-base-uncased, 6 labels) from local files (a 30,522-entry vocabulary "
+        "trained on chitchat-dataset)",
+    )
+    parser.add_argument(
         "--cold-python",
         action="append",
         help="the Python of another environment for the cold starts, e.g. a plain `pip install .` "
@@ -157,8 +164,7 @@ def main() -> None:
     if args.cold_only:
         print(f"# {'400M-distill shape' if not args.quick else 'quick shape'}, torch {torch.__version__}")
         print(f"# cpu: {cpu_flags()}")
-        for dtype in args.dtypes.split(","):
-            cold_start(folder, dtype, tmp, args.cold_python or [sys.executable], args.cold_repeats)
+        cold_starts(args, folder, tmp)
         shutil.rmtree(tmp, ignore_errors=True)
         return
     hf = BlenderbotForConditionalGeneration.from_pretrained(str(folder), attn_implementation="sdpa")
@@ -261,8 +267,7 @@ def main() -> None:
         return
     if "int8" in ours_by_dtype and "float32" in ours_by_dtype:
         quality(ours_by_dtype["float32"], ours_by_dtype["int8"], beam60, args.quality)
-    for dtype in args.dtypes.split(","):
-        cold_start(folder, dtype, tmp, args.cold_python or [sys.executable], args.cold_repeats)
+    cold_starts(args, folder, tmp)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -362,8 +367,33 @@ def start_chat(
     return first_reply, exited, rss
 
 
+def cold_starts(args: argparse.Namespace, folder: Path, tmp: Path) -> None:
+    """The cold starts of every dtype asked for: with the classifier off, then (--cold-classifier)
+    on, with random weights of its default model's size."""
+    classifier = detoxify_original(tmp / "detoxify") if args.cold_classifier else None
+    for dtype in args.dtypes.split(","):
+        for files in (None, classifier) if classifier else (None,):
+            cold_start(folder, dtype, tmp, args.cold_python or [sys.executable], args.cold_repeats, files)
+
+
+def detoxify_original(folder: Path) -> tuple[Path, Path]:
+    """Random weights in the shape of Detoxify's default model ("original": bert-base-uncased, 6
+    labels) with a full-size vocabulary: (checkpoint, config folder), as ``safety.classifier``'s
+    offline settings take them. Timing does not depend on the weights."""
+    import chitchat_dataset
+
+    data = chitchat_dataset.Dataset()
+    texts = [m["text"] for key in data for turn in data[key]["messages"] for m in turn]
+    return build_detoxify(folder, steps=0, shape=DETOXIFY_ORIGINAL, texts=texts)
+
+
 def cold_start(
-    folder: Path, dtype: str, tmp: Path, pythons: Sequence[str] = (sys.executable,), repeats: int = 3
+    folder: Path,
+    dtype: str,
+    tmp: Path,
+    pythons: Sequence[str] = (sys.executable,),
+    repeats: int = 3,
+    classifier: tuple[Path, Path] | None = None,
 ) -> None:
     """`python -m bot chat` from nothing to its first reply (the line on stdout), and the model's
     process RSS after load. ``pythons`` are the environments to compare (a plain ``pip install
@@ -373,8 +403,18 @@ def cold_start(
     Twice from one data_dir, ``repeats`` times (a new data_dir each time): the first start creates
     the database and, for int8, writes the kernel cache (``data_dir/int8``); the second is every
     later start. Medians, with the range. The chat's own resident size after its first reply (the
-    first round), as a user's process has it."""
+    first round), as a user's process has it.
+
+    ``classifier`` (checkpoint, config folder): the safety classifier on, from those files (the
+    first start also writes its offline copy into data_dir/safety); else off."""
     import subprocess
+
+    if classifier is None:
+        safety = "safety: {classifier: {enabled: false}}\n"
+        what = "classifier off"
+    else:
+        safety = f"safety: {{classifier: {{checkpoint: {classifier[0]}, config_folder: {classifier[1]}}}}}\n"
+        what = "classifier on: Detoxify original's size"
 
     kinds = ("first start", "later start")
     times: dict[tuple[str, str], list[tuple[float, float]]] = {(p, k): [] for p in pythons for k in kinds}
@@ -386,8 +426,7 @@ def cold_start(
             config.write_text(
                 f"data_dir: {data}\n"
                 f"model: {{source: {folder}, device: cpu, dtype: {dtype}, "
-                "generation: {num_beams: 10, max_length: 20}}\n"
-                "safety: {classifier: {enabled: false}}\n"
+                "generation: {num_beams: 10, max_length: 20}}\n" + safety
             )
             for kind in kinds:
                 cache = data / "int8" if dtype == "int8" else None
@@ -406,14 +445,14 @@ def cold_start(
             runs = times[python, kind]
             replies = [r for r, _ in runs]
             print(
-                f"[{dtype}]{label} cold start to the first reply (python -m bot chat, beam 10 x 20), "
-                f"{kind}: median {statistics.median(replies):.2f} s (min {min(replies):.2f}, "
+                f"[{dtype}]{label} cold start to the first reply (python -m bot chat, beam 10 x 20, "
+                f"{what}), {kind}: median {statistics.median(replies):.2f} s (min {min(replies):.2f}, "
                 f"max {max(replies):.2f}; {len(runs)} runs), exited at "
                 f"{statistics.median(e for _, e in runs):.2f} s; the chat's process after its reply: "
                 f"{resident[python, kind]}",
                 flush=True,
             )
-    for python in pythons:
+    for python in pythons if classifier is None else ():  # the model alone
         probe = subprocess.run(
             [
                 python,

@@ -213,8 +213,40 @@ CLEAN = [
 DETOXIFY_CLASSES = ["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"]
 
 
-def build_detoxify(folder: Path, *, seed: int = 0, steps: int = 60) -> tuple[Path, Path]:
-    """A tiny Detoxify checkpoint (BERT) trained for a moment so toxic and clean text score apart.
+# Detoxify "original" is bert-base-uncased with 6 labels: its shape, for timing a real-size start.
+DETOXIFY_ORIGINAL: dict[str, Any] = {
+    "vocab_size": 30522,
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "max_position_embeddings": 512,
+}
+_DETOXIFY_TINY: dict[str, Any] = {
+    "vocab_size": 400,
+    "hidden_size": 16,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 32,
+    "max_position_embeddings": 64,
+    "initializer_range": 0.3,
+}
+
+
+def build_detoxify(
+    folder: Path,
+    *,
+    seed: int = 0,
+    steps: int = 60,
+    shape: dict[str, Any] | None = None,
+    texts: list[str] | None = None,
+) -> tuple[Path, Path]:
+    """A Detoxify checkpoint (BERT) with its config folder, as Detoxify's files are laid out.
+
+    By default tiny and trained for ``steps`` so toxic and clean text score apart. ``shape``
+    (e.g. :data:`DETOXIFY_ORIGINAL`, with ``steps=0``) gives random weights of that size; its
+    WordPiece vocabulary is trained on ``texts`` and filled up to ``vocab_size`` with BERT's
+    ``[unusedN]`` entries.
 
     Returns (checkpoint file, config folder). Like the real checkpoints, its ``model_type`` names a
     hub model, so loading it offline needs the config folder (Detoxify's trap).
@@ -222,39 +254,36 @@ def build_detoxify(folder: Path, *, seed: int = 0, steps: int = 60) -> tuple[Pat
     from tokenizers import BertWordPieceTokenizer
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
 
+    dims = dict(shape or _DETOXIFY_TINY)
+    vocab_size = dims.pop("vocab_size")
     config_folder = folder / "config"
     config_folder.mkdir(parents=True, exist_ok=True)
     wordpiece = BertWordPieceTokenizer(lowercase=True)
-    wordpiece.train_from_iterator(TOXIC + CLEAN + CORPUS, vocab_size=400, min_frequency=1)
+    wordpiece.train_from_iterator(texts or TOXIC + CLEAN + CORPUS, vocab_size=vocab_size, min_frequency=1)
     wordpiece.save_model(str(config_folder))
     lines = (config_folder / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    if shape is not None:
+        lines += [f"[unused{i}]" for i in range(vocab_size - len(lines))]
     tokenizer = BertTokenizer(vocab={token: i for i, token in enumerate(lines)})
     tokenizer.save_pretrained(str(config_folder))
     config = BertConfig(  # type: ignore[call-arg]
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-        num_labels=len(DETOXIFY_CLASSES),
-        initializer_range=0.3,
+        vocab_size=tokenizer.vocab_size, num_labels=len(DETOXIFY_CLASSES), **dims
     )
     config.save_pretrained(str(config_folder))
     torch.manual_seed(seed)
     model = BertForSequenceClassification(config)
-    texts = TOXIC + CLEAN
-    labels = torch.tensor([[1.0, 0.0, 0.0, 0.0, 1.0, 0.0]] * len(TOXIC) + [[0.0] * 6] * len(CLEAN))
-    batch = tokenizer(texts, return_tensors="pt", padding=True)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    model.train()
-    for _ in range(steps):
-        optimizer.zero_grad()
-        logits = model(**batch).logits
-        torch.nn.functional.binary_cross_entropy_with_logits(logits, labels).backward()
-        optimizer.step()
+    if steps:
+        labels = torch.tensor([[1.0, 0.0, 0.0, 0.0, 1.0, 0.0]] * len(TOXIC) + [[0.0] * 6] * len(CLEAN))
+        batch = tokenizer(TOXIC + CLEAN, return_tensors="pt", padding=True)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        model.train()
+        for _ in range(steps):
+            optimizer.zero_grad()
+            logits = model(**batch).logits
+            torch.nn.functional.binary_cross_entropy_with_logits(logits, labels).backward()
+            optimizer.step()
     model.eval()
-    checkpoint = folder / "toxic_tiny.ckpt"
+    checkpoint = folder / ("toxic_tiny.ckpt" if shape is None else "toxic_original.ckpt")
     torch.save(
         {
             "config": {
