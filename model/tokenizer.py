@@ -2,7 +2,8 @@
 
 * Blenderbot: byte-level BPE with a prefix space. Read from tokenizer.json when the checkpoint
   has one (its post-processor, if any, applies), else from vocab.json + merges.txt with none, as
-  transformers does. Callers that need the end token (the context builder) append ``eos_id``.
+  transformers 5 does (4.x and ParlAI end the text with ``</s>``). Callers that need the end
+  token (the context builder) append ``eos_id``: the chat path gives 4.46's ids.
 * BlenderbotSmall: the lowercase subword-nmt BPE of ParlAI (``@@`` marks a piece that does not
   end a word). Its vocabulary is rewritten for the ``tokenizers`` BPE model: ``abc@@`` becomes
   ``abc`` and a word-final ``abc`` becomes ``abc</w>``, so ids are unchanged. The real 90M files
@@ -10,7 +11,8 @@
   apply them anyway and look the pieces up afterwards, unknown ones becoming ``__unk__``. The
   ``tokenizers`` BPE model needs every merge result in its vocabulary, so those pieces get ids past
   the model's table, and :meth:`BlenderbotTokenizer.encode` turns each of them into ``__unk__``:
-  no id outside the embedding table ever reaches the model.
+  no id outside the embedding table ever reaches the model. Text is shown as ParlAI shows it:
+  ``__newln__`` is a newline, and a last piece that does not end a word loses its ``@@``.
 """
 
 from __future__ import annotations

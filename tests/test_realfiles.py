@@ -9,6 +9,7 @@ vocabulary and maps those pieces to ``__unk__``, as ParlAI does).
 from __future__ import annotations
 
 import itertools
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -25,6 +26,8 @@ from tests.checkpoints import REAL_90M, REAL_400M
 from tests.cli import offline_env, run, tiny, write_config
 
 LARGE, SMALL = REAL_400M, REAL_90M
+# What transformers 4.46.3 itself made of these files (tests/data/transformers_4_46_tokens.py).
+TABLE_4_46 = Path(__file__).resolve().parent / "data" / "transformers_4_46_tokens.json"
 EXTRA = [
     "Hello!!! How are you???",
     "I'm fine, thanks... and you?",
@@ -105,6 +108,37 @@ def test_large_400m_tokenizer_agrees_with_transformers(large_folder: Path, sente
         assert tokenizer.decode(expected) == reference.decode(expected, skip_special_tokens=True).strip(), (
             text
         )
+
+
+@pytest.mark.parametrize("which", ["400M-distill", "90M"])
+def test_the_real_files_agree_with_a_table_made_by_transformers_4_46(
+    which: str, large_folder: Path, small_folder: Path
+) -> None:
+    """Encode, decode and the chat path for a first message against ``tokenizer(text).input_ids``
+    and ``decode`` of transformers 4.46.3 (the version the port follows, with ParlAI), on 410
+    sentences. The byte-level tokenizer of 4.x ends the text with ``</s>`` (so does ParlAI, and so
+    does the chat path; transformers 5 and this port's ``encode`` of plain vocab.json + merges.txt
+    do not), BlenderbotSmall's does not. Deliberate differences, as ParlAI shows text: 90M's
+    ``__newln__`` decodes to a newline, and a last piece that does not end a word loses its
+    ``@@`` (ParlAI's ``vec2txt``; 4.46 keeps it where the word's rest was ``__unk__``)."""
+    table = json.loads(TABLE_4_46.read_text(encoding="utf-8"))
+    assert table["transformers"] == "4.46.3" and len(table["sentences"]) >= 400
+    large = which == "400M-distill"
+    tokenizer = ours(large_folder if large else small_folder)
+    end = [tokenizer.eos_id] if large else []
+    rows = table[which]
+    newlines = suffixes = 0
+    for text, want, shown in zip(table["sentences"], rows["input_ids"], rows["decoded"], strict=True):
+        assert tokenizer.encode(text, add_special_tokens=False) + end == want, text
+        assert build_context([("user", text)], tokenizer=tokenizer, limit=10_000).ids == want, text
+        if large:
+            assert tokenizer.decode(want) == shown.strip(), text
+            continue
+        parlai = shown.replace(" __newln__ ", "\n").replace("__newln__", "\n").removesuffix("@@")
+        newlines += "__newln__" in shown
+        suffixes += shown.endswith("@@")
+        assert tokenizer.decode(want) == parlai, text
+    assert large or (newlines and suffixes)  # both differences were met
 
 
 @pytest.mark.parametrize("which", ["large", "small"])
