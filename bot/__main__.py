@@ -162,7 +162,7 @@ def _download(config: Config) -> None:
         from safety import SafetyError
         from safety.classifier import ClassifierLoadError, load_classifier
 
-        try:  # loading once also fills the Hugging Face cache with the classifier's base model
+        try:  # its checkpoint and its base model's config and tokenizer files, into data_dir/safety
             load_classifier(
                 model=c.model,
                 checkpoint=c.checkpoint,

@@ -1,20 +1,28 @@
 """The Detoxify toxicity classifier, run in a thread of its own with checks batched together.
 
-Loading, in that thread:
+Detoxify builds its transformers model from ``config.arch.args.model_type`` inside the checkpoint,
+which names a hub model ("bert-base-uncased") and would be asked of the hub at every load. So the
+classifier is always loaded from a checkpoint whose ``model_type`` is a local folder holding that
+base model's config and tokenizer files (:func:`_offline_checkpoint`), with
+``huggingface_config_path``: once it is on disk, no start asks the network for anything.
 
-* ``checkpoint`` and ``config_folder`` configured (offline): Detoxify builds its transformers model
-  from ``config.arch.args.model_type`` inside the checkpoint, which names a hub model
-  ("bert-base-uncased") and would be fetched from the hub. So a copy of the checkpoint whose
-  ``model_type`` points at the local config folder is written once into the data dir and loaded
-  with ``huggingface_config_path`` -- no network.
+* ``checkpoint`` and ``config_folder`` configured (offline): a copy of the checkpoint pointing at
+  the config folder is written once into the data dir.
 * nothing configured: the checkpoint of ``model`` downloads once into ``data_dir/safety`` (with a
-  progress bar) and its base config comes from the Hugging Face hub cache.
+  progress bar), the base model's config and tokenizer files (no weights) into
+  ``data_dir/safety/<base model>``, taken from the Hugging Face cache when an earlier version left
+  them there, and the downloaded checkpoint is made to point at them.
+
+A ``.base`` file beside the checkpoint records the folder it points at; a moved data dir or
+config folder makes it point again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import shutil
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,50 +33,127 @@ logger = logging.getLogger(__name__)
 
 Scores = dict[str, float]
 
+# What transformers needs of a base model to build the classifier and its tokenizer (no weights).
+BASE_FILES = (
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+)
+
 
 class ClassifierLoadError(Exception):
     pass
 
 
-def _local_checkpoint(checkpoint: Path, config_folder: Path, cache: Path) -> Path:
-    """A copy of ``checkpoint`` whose model_type is the local config folder (made once)."""
+def _marker(target: Path) -> Path:
+    return target.with_name(target.name + ".base")
+
+
+def _points_at(target: Path) -> Path | None:
+    """The base folder ``target`` was made to point at, when it did and the folder is there."""
+    try:
+        base = Path(_marker(target).read_text(encoding="utf-8").strip())
+    except OSError:
+        return None
+    return base if target.is_file() and (base / "config.json").is_file() else None
+
+
+def _offline_checkpoint(checkpoint: Path, target: Path, base: Callable[[str], Path]) -> tuple[Path, Path]:
+    """(``target``, its base folder): ``checkpoint`` with its ``model_type`` set to
+    ``base(name of model_type)``, a local folder (absolute), written to a temporary name and
+    renamed; then its ``.base`` marker."""
     import torch
 
+    loaded = torch.load(checkpoint, map_location="cpu", weights_only=False)  # Detoxify's format is pickled
+    try:
+        args = loaded["config"]["arch"]["args"]
+        folder = base(Path(str(args["model_type"])).name).resolve()
+    except (KeyError, TypeError):
+        raise ClassifierLoadError(
+            f"{checkpoint} is not a Detoxify checkpoint (no config.arch.args.model_type)"
+        ) from None
+    args["model_type"] = str(folder)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")  # daemons sharing a data dir
+    torch.save(loaded, partial)
+    partial.replace(target)
+    _marker(target).write_text(str(folder) + "\n", encoding="utf-8")
+    return target, folder
+
+
+def _local_checkpoint(checkpoint: Path, config_folder: Path, cache: Path) -> tuple[Path, Path]:
+    """A copy of ``checkpoint`` pointing at the local config folder (made once), and that folder."""
     if not checkpoint.is_file():
         raise ClassifierLoadError(f"safety.classifier.checkpoint {checkpoint} does not exist")
     if not (config_folder / "config.json").is_file():
         raise ClassifierLoadError(f"safety.classifier.config_folder {config_folder} has no config.json")
     target = cache / f"{checkpoint.stem}.local{checkpoint.suffix}"
-    if target.exists() and target.stat().st_mtime >= checkpoint.stat().st_mtime:
-        return target
-    loaded = torch.load(checkpoint, map_location="cpu", weights_only=False)  # Detoxify's format is pickled
-    try:
-        loaded["config"]["arch"]["args"]["model_type"] = str(config_folder.resolve())
-    except (KeyError, TypeError):
-        raise ClassifierLoadError(
-            f"{checkpoint} is not a Detoxify checkpoint (no config.arch.args)"
-        ) from None
-    cache.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
-    torch.save(loaded, partial)
-    partial.replace(target)
-    return target
+    base = _points_at(target)
+    if base == config_folder.resolve() and target.stat().st_mtime >= checkpoint.stat().st_mtime:
+        return target, base
+    return _offline_checkpoint(checkpoint, target, lambda _: config_folder)
 
 
-def download_checkpoint(model: str, cache: Path) -> Path:
-    """The checkpoint of a Detoxify model type, downloaded once into ``cache``."""
+def download_checkpoint(model: str, cache: Path) -> tuple[Path, Path]:
+    """The checkpoint of a Detoxify model type, downloaded once into ``cache``, pointing at its
+    base model's files, downloaded once into ``cache/<base model>``; and that folder."""
     import torch
     from detoxify.detoxify import MODEL_URLS
 
     url = MODEL_URLS[model]
     target = cache / url.rsplit("/", 1)[-1]
+    base = _points_at(target)
+    if base is not None and base.parent == cache.resolve():
+        return target, base
     if not target.exists():
         cache.mkdir(parents=True, exist_ok=True)
         logger.info("downloading the %s safety classifier into %s", model, cache)
         partial = target.with_suffix(".partial")
         torch.hub.download_url_to_file(url, str(partial), progress=True)
         partial.replace(target)
-    return target
+    return _offline_checkpoint(target, target, lambda name: download_base(name, cache / name))
+
+
+def download_base(repo_id: str, folder: Path) -> Path:
+    """The config and tokenizer files of the hub model ``repo_id`` in ``folder``: copied from the
+    Hugging Face cache when they are there (no network), else downloaded once."""
+    from huggingface_hub import snapshot_download
+
+    from model.errors import WeightsUnavailableError
+    from model.hub import probe
+
+    if (folder / "config.json").is_file():
+        return folder
+    try:
+        cached = Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:  # not in the cache (huggingface_hub raises its own LocalEntryNotFoundError)
+        cached = None
+    if cached is not None and (cached / "config.json").is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in BASE_FILES:
+            if (cached / name).is_file():
+                shutil.copyfile(cached / name, folder / name)  # the cache's files are links
+        return folder
+    try:
+        probe(repo_id)
+        logger.info("downloading the safety classifier's base model %s into %s", repo_id, folder)
+        snapshot_download(repo_id, local_dir=str(folder), allow_patterns=list(BASE_FILES))
+    except WeightsUnavailableError as exc:
+        raise ClassifierLoadError(f"its base model {repo_id} cannot be downloaded: {exc}") from None
+    except Exception as exc:  # the network went away mid-download (huggingface_hub raises httpx errors)
+        raise ClassifierLoadError(
+            f"its base model {repo_id} cannot be downloaded ({exc.__class__.__name__}: {exc})"
+        ) from None
+    if not (folder / "config.json").is_file():
+        raise ClassifierLoadError(f"the hub's {repo_id} has no config.json")
+    return folder
 
 
 OFFLINE_MODEL = "alt-profanity-check"
@@ -110,13 +195,12 @@ def load_detoxify(
 
     try:
         if checkpoint is not None and config_folder is not None:
-            path = _local_checkpoint(checkpoint, config_folder, cache)
-            return Detoxify(
-                model, checkpoint=str(path), device=device, huggingface_config_path=str(config_folder)
-            )
-        if checkpoint is not None:
+            path, base = _local_checkpoint(checkpoint, config_folder, cache)
+        elif checkpoint is not None:  # its model_type must be a folder (or hub access at every load)
             return Detoxify(model, checkpoint=str(checkpoint), device=device)
-        return Detoxify(model, checkpoint=str(download_checkpoint(model, cache)), device=device)
+        else:
+            path, base = download_checkpoint(model, cache)
+        return Detoxify(model, checkpoint=str(path), device=device, huggingface_config_path=str(base))
     except ClassifierLoadError:
         raise
     except Exception as exc:

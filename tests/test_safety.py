@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ from memory import ConversationKey, MemoryStore
 from memory.engine import default_url
 from safety import PhraseMatcher, SafetyChecker, SafetyError
 from tests.checkpoints import CLEAN, TOXIC
+from tests.cli import offline_env, one_error, run, tiny, write_config
 from tests.helpers import ScriptedModel, tiny_config
 from tests.test_bad_env import base_config, one_line_error, run_bot
 
@@ -267,3 +269,70 @@ async def test_app_refuses_to_start_without_it(tmp_path: Path, blenderbot_dir: P
     )
     with pytest.raises(SafetyError, match="does not exist"):
         await app.start()
+
+
+DOWNLOADED = "toxic_original-c1212f89.ckpt"  # the name Detoxify's "original" downloads under
+
+
+def _as_downloaded(tmp_path: Path, detoxify_files: tuple[Path, Path], *, hf_cache: bool) -> Path:
+    """What a first start left with the network on, before this version: the checkpoint (its
+    model_type the hub's bert-base-uncased) in data_dir/safety, and (``hf_cache``) the base
+    model's config and tokenizer files in the Hugging Face cache, where transformers put them."""
+    checkpoint, config_folder = detoxify_files
+    safety = tmp_path / "data" / "safety"
+    safety.mkdir(parents=True)
+    shutil.copy(checkpoint, safety / DOWNLOADED)
+    if hf_cache:
+        repo = tmp_path / "hf" / "hub" / "models--bert-base-uncased"
+        sha = "86b5e0934494bd15c9632b12f734a8a67f723594"
+        (repo / "refs").mkdir(parents=True)
+        (repo / "refs" / "main").write_text(sha)
+        shutil.copytree(config_folder, repo / "snapshots" / sha)
+    return safety
+
+
+def test_a_downloaded_classifier_starts_without_the_network(
+    tmp_path: Path, blenderbot_dir: Path, detoxify_files: tuple[Path, Path]
+) -> None:
+    """Downloaded once, the classifier never asks the hub again: `python -m bot chat` with the
+    network off (refused) answers at once, with nothing about the hub on stderr (transformers
+    used to look up five optional files with retries: two minutes of warnings per start). The
+    base model's files are copied into data_dir/safety, so the next start needs no Hugging Face
+    cache; a moved data dir is pointed at again."""
+    safety = _as_downloaded(tmp_path, detoxify_files, hf_cache=True)
+    raw = tiny(tmp_path, blenderbot_dir, safety={"classifier": {"enabled": True, "model": "original"}})
+    config = write_config(tmp_path, raw)
+    env = offline_env(HF_HOME=str(tmp_path / "hf"))
+    for attempt in ("first", "no hub cache", "moved"):
+        if attempt == "no hub cache":
+            shutil.rmtree(tmp_path / "hf")
+        if attempt == "moved":
+            (tmp_path / "data").rename(tmp_path / "moved")
+            raw["data_dir"] = str(tmp_path / "moved")
+            config = write_config(tmp_path, raw)
+            safety = tmp_path / "moved" / "safety"
+        result = run(
+            "--config", str(config), "chat", cwd=tmp_path, env=env, stdin=f"{CLEAN[0]}\n", timeout=60
+        )
+        assert result.returncode == 0 and result.stdout.strip(), (attempt, result.stderr[-3000:])
+        for hub in ("Retrying", "Could not reach", "127.0.0.1", "huggingface_hub"):
+            assert hub not in result.stderr, (attempt, result.stderr[-3000:])
+        assert (safety / "bert-base-uncased" / "config.json").is_file()
+        assert (safety / f"{DOWNLOADED}.base").read_text().strip() == str(
+            (safety / "bert-base-uncased").resolve()
+        )
+
+
+def test_a_downloaded_classifier_without_its_base_files_is_one_line_offline(
+    tmp_path: Path, blenderbot_dir: Path, detoxify_files: tuple[Path, Path]
+) -> None:
+    """The checkpoint is there but its base model's files are neither in data_dir/safety nor in
+    the Hugging Face cache, and the hub is refused: one line naming both and the fix, exit 2."""
+    _as_downloaded(tmp_path, detoxify_files, hf_cache=False)
+    raw = tiny(tmp_path, blenderbot_dir, safety={"classifier": {"enabled": True, "model": "original"}})
+    env = offline_env(HF_HOME=str(tmp_path / "hf"))
+    result = run("--config", str(write_config(tmp_path, raw)), "chat", cwd=tmp_path, env=env, stdin="hi\n")
+    line = one_error(result)
+    assert "base model bert-base-uncased cannot be downloaded" in line
+    assert "cannot be reached" in line and "Connection refused" in line
+    assert "checkpoint and config_folder" in line
