@@ -24,22 +24,12 @@ from model.config import BlenderbotConfig
 from model.tokenizer import BlenderbotTokenizer
 from tests.checkpoints import REAL_90M, REAL_400M
 from tests.cli import offline_env, run, tiny, write_config
+from tests.data.transformers_4_46_tokens import HARD_CASES
 
 LARGE, SMALL = REAL_400M, REAL_90M
 # What transformers 4.46.3 itself made of these files (tests/data/transformers_4_46_tokens.py).
 TABLE_4_46 = Path(__file__).resolve().parent / "data" / "transformers_4_46_tokens.json"
-EXTRA = [
-    "Hello!!! How are you???",
-    "I'm fine, thanks... and you?",
-    "My dog's name is Rex (he's 3).",
-    "Ünïcödé wörds, emoji 😀 and 中文 too",
-    "Two\nlines of text",
-    "UPPER case and MiXeD CaSe",
-    "numbers like 1,234.56 and 3:30pm",
-    "   leading and trailing spaces   ",
-    "tabs\tand  double  spaces",
-    "an url https://example.com/path?q=1 and an e-mail me@example.com",
-]
+EXTRA = [*HARD_CASES, "   leading and trailing spaces   "]  # beside the chit-chat
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REAL = HERE.parent.parent.parent / "shared" / "realfiles"
-HARD = [
+HARD_CASES = [  # also in tests/test_realfiles.py's sentences
     "Hello!!! How are you???",
     "I'm fine, thanks... and you?",
     "My dog's name is Rex (he's 3).",
@@ -32,8 +32,8 @@ HARD = [
     "numbers like 1,234.56 and 3:30pm",
     "tabs\tand  double  spaces",
     "an url https://example.com/path?q=1 and an e-mail me@example.com",
-    "procrastinating about an assesment, a rewatch and lettuce",
 ]
+HARD = [*HARD_CASES, "procrastinating about an assesment, a rewatch and lettuce"]  # ends on "@@"
 
 
 def main() -> None:
